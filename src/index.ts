@@ -1,0 +1,8 @@
+/**
+ * dmalab: an executable model of the Linux kernel's DMA and device-memory
+ * subsystem. Everything a user needs is exported from here, with the
+ * kernel's names in camelCase.
+ */
+
+export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
+export * from './machine/index.js';

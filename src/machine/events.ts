@@ -1,0 +1,263 @@
+/**
+ * The event catalogue and the synchronous event bus (API.md §4).
+ *
+ * Every layer reports what it does as typed events; the checker, trace
+ * exporters and the visualizer consume them. The bus lives outside the
+ * snapshotted state and costs one boolean test per emission site when nobody
+ * listens (`bus.wants[type]`). Events describe ranges, never one cache line
+ * at a time, except a capacity eviction, which is one line by nature.
+ *
+ * Byte payloads (`data`) are views that stay valid only during the listener
+ * call: copy them to keep them.
+ *
+ * | type | emitted by | meaning |
+ * |---|---|---|
+ * | cpu-access | machine/cpu | a CPU load or store at a physical address with an attribute |
+ * | device-access | machine/device | a device DMA read or write, per physically contiguous piece |
+ * | cache-fill | machine/cache | lines filled from memory (speculative fills flagged) |
+ * | cache-writeback | machine/cache | dirty lines written to memory (eviction, clean, flush) |
+ * | cache-invalidate | machine/cache | lines discarded (dirty bytes discarded are counted) |
+ * | iommu-map / iommu-unmap | machine/iommu | IOVA range mapped or unmapped in a domain |
+ * | iommu-fault | machine/iommu | translation failed for a device access |
+ * | page-alloc / page-free | machine/pagealloc | a block of frames handed out or returned |
+ * | job-submit / job-complete | machine/engine | device engine work queued and finished |
+ * | time | machine/engine | model time moved |
+ * | finding | machine/findings | a finding was recorded |
+ */
+
+import type { MemAttr } from './types.js';
+
+interface EventBase {
+  /** The machine's step when the event was emitted. */
+  step: number;
+  /** Model time in nanoseconds. */
+  time: number;
+}
+
+export interface CpuAccessEvent extends EventBase {
+  type: 'cpu-access';
+  write: boolean;
+  pa: number;
+  va: number;
+  len: number;
+  attr: MemAttr;
+  /** Who accessed: `kernel`, a process name, or an internal copier such as `swiotlb`. */
+  agent: string;
+  /** The bytes read or written (a view valid during the call). */
+  data: Uint8Array;
+}
+
+export interface DeviceAccessEvent extends EventBase {
+  type: 'device-access';
+  device: string;
+  write: boolean;
+  /** Bus address of this piece. */
+  bus: number;
+  /** Physical address it reached. */
+  pa: number;
+  len: number;
+  /** How the device saw the CPU caches: snooped all lines, none, or one colour (PA-RISC ci). */
+  coherence: 'snoop' | 'none' | 'ci';
+  /** The colour the device was coherent with (ci devices), else -1. */
+  colour: number;
+  data: Uint8Array;
+}
+
+export interface CacheFillEvent extends EventBase {
+  type: 'cache-fill';
+  pa: number;
+  colour: number;
+  len: number;
+  speculative: boolean;
+}
+
+export interface CacheWritebackEvent extends EventBase {
+  type: 'cache-writeback';
+  pa: number;
+  colour: number;
+  /** Bytes written back (whole lines). */
+  len: number;
+  reason: 'evict' | 'clean' | 'flush' | 'spontaneous' | 'snoop';
+  /** The bytes written (a view valid during the call); one line for evictions. */
+  data: Uint8Array | null;
+}
+
+export interface CacheInvalidateEvent extends EventBase {
+  type: 'cache-invalidate';
+  pa: number;
+  len: number;
+  /** Colour whose lines were targeted, or -1 for all aliases. */
+  colour: number;
+  /** Lines discarded. */
+  lines: number;
+  /** Dirty lines whose bytes were discarded without write-back. */
+  dirtyDiscarded: number;
+}
+
+export interface IommuMapEvent extends EventBase {
+  type: 'iommu-map';
+  domain: number;
+  iova: number;
+  pa: number;
+  size: number;
+  prot: number;
+  ci: number;
+}
+
+export interface IommuUnmapEvent extends EventBase {
+  type: 'iommu-unmap';
+  domain: number;
+  iova: number;
+  size: number;
+}
+
+export interface IommuFaultEvent extends EventBase {
+  type: 'iommu-fault';
+  device: string;
+  domain: number;
+  iova: number;
+  write: boolean;
+  reason: 'unmapped' | 'permission';
+}
+
+export interface PageAllocEvent extends EventBase {
+  type: 'page-alloc';
+  pfn: number;
+  order: number;
+  zone: string;
+}
+
+export interface PageFreeEvent extends EventBase {
+  type: 'page-free';
+  pfn: number;
+  order: number;
+}
+
+export interface JobSubmitEvent extends EventBase {
+  type: 'job-submit';
+  device: string;
+  job: number;
+  kind: string;
+  start: number;
+  due: number;
+}
+
+export interface JobCompleteEvent extends EventBase {
+  type: 'job-complete';
+  device: string;
+  job: number;
+  kind: string;
+  ok: boolean;
+}
+
+export interface TimeEvent extends EventBase {
+  type: 'time';
+  from: number;
+  to: number;
+}
+
+export interface FindingEvent extends EventBase {
+  type: 'finding';
+  code: string;
+  verdict: string;
+  message: string;
+}
+
+/** Every event dmalab emits. */
+export type MachineEvent =
+  | CpuAccessEvent
+  | DeviceAccessEvent
+  | CacheFillEvent
+  | CacheWritebackEvent
+  | CacheInvalidateEvent
+  | IommuMapEvent
+  | IommuUnmapEvent
+  | IommuFaultEvent
+  | PageAllocEvent
+  | PageFreeEvent
+  | JobSubmitEvent
+  | JobCompleteEvent
+  | TimeEvent
+  | FindingEvent;
+
+export type EventType = MachineEvent['type'];
+export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** An event before the bus stamps its step and time. */
+export type EventInit = DistributiveOmit<MachineEvent, 'step' | 'time'>;
+
+export const EVENT_TYPES: readonly EventType[] = [
+  'cpu-access',
+  'device-access',
+  'cache-fill',
+  'cache-writeback',
+  'cache-invalidate',
+  'iommu-map',
+  'iommu-unmap',
+  'iommu-fault',
+  'page-alloc',
+  'page-free',
+  'job-submit',
+  'job-complete',
+  'time',
+  'finding',
+];
+
+type Listener = (ev: MachineEvent) => void;
+
+/** Which event types somebody listens to; emission sites test this first. */
+export type Wants = { [T in EventType]: boolean };
+
+/**
+ * The synchronous bus. Listeners run in subscription order during `emit`;
+ * a listener that throws propagates to the emitter (a checker with
+ * panicOnWarn relies on that).
+ */
+export class EventBus {
+  private readonly byType = new Map<EventType, Listener[]>();
+  private readonly anyType: Listener[] = [];
+  readonly wants: Wants;
+
+  constructor(private readonly clock: { step: number; time: number }) {
+    const wants = {} as Wants;
+    for (const t of EVENT_TYPES) wants[t] = false;
+    this.wants = wants;
+  }
+
+  /** Subscribes to one event type, or to all with `'*'`; returns the unsubscribe function. */
+  on<T extends EventType>(type: T | '*', fn: (ev: EventOf<T>) => void): () => void {
+    const listener = fn as Listener;
+    const list = type === '*' ? this.anyType : this.listFor(type);
+    list.push(listener);
+    this.recompute();
+    return () => {
+      const i = list.indexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+      this.recompute();
+    };
+  }
+
+  /** Emits an event, stamping the current step and time. Call only when `wants[type]`. */
+  emit(init: EventInit): void {
+    const ev = init as unknown as MachineEvent;
+    ev.step = this.clock.step;
+    ev.time = this.clock.time;
+    const list = this.byType.get(ev.type);
+    if (list !== undefined) for (const fn of list.slice()) fn(ev);
+    for (const fn of this.anyType.slice()) fn(ev);
+  }
+
+  private listFor(type: EventType): Listener[] {
+    let list = this.byType.get(type);
+    if (list === undefined) {
+      list = [];
+      this.byType.set(type, list);
+    }
+    return list;
+  }
+
+  private recompute(): void {
+    const all = this.anyType.length > 0;
+    for (const t of EVENT_TYPES) this.wants[t] = all || (this.byType.get(t)?.length ?? 0) > 0;
+  }
+}

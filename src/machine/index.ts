@@ -1,0 +1,165 @@
+/**
+ * The machine layer's public face: physical memory, caches, IOMMU, devices,
+ * device engines and model time, architecture profiles, findings and events,
+ * snapshots and hashes.
+ */
+
+export {
+  ALL_COLOURS,
+  type CacheStats,
+  cacheClean,
+  cacheDirtyLines,
+  cacheEvict,
+  cacheFlush,
+  cacheFlushAll,
+  cacheInvalidate,
+  cacheLinesPresent,
+  cachePageHasLines,
+  cacheSpeculativeFill,
+  colourOf,
+} from './cache.js';
+export { cpuRead, cpuWrite, cpuZero, type MemTxResult, withAgent } from './cpu.js';
+export {
+  type AddDeviceOptions,
+  addDevice,
+  Device,
+  type DeviceState,
+  type DmaAccessResult,
+  type DmaAccessStatus,
+  deviceBusLimit,
+  deviceByName,
+  deviceDmaAccess,
+  deviceDmaRead,
+  deviceDmaWrite,
+} from './device.js';
+export {
+  advanceTime,
+  type DeviceJob,
+  deviceJob,
+  initEngine,
+  type JobHandler,
+  type JobSpec,
+  pendingJobs,
+  registerJobHandler,
+  runUntil,
+  submitDeviceJob,
+} from './engine.js';
+export * from './errors.js';
+export * from './events.js';
+export {
+  EVENT_TYPES,
+  EventBus,
+  type EventInit,
+  type EventOf,
+  type EventType,
+  type MachineEvent,
+} from './events.js';
+export {
+  BUG,
+  captureStack,
+  clearFindings,
+  DMA_UNREACHABLE,
+  type Finding,
+  type FindingCode,
+  type FindingVerdict,
+  findingCode,
+  findingCodes,
+  IOMMU_FAULT,
+  machineFindings,
+  OOPS,
+  type ReportOptions,
+  registerFindingCode,
+  reportFinding,
+  runVerdict,
+  type Severity,
+  SIGBUS,
+  SIGSEGV,
+  type Verdict,
+  WARN,
+  worstVerdict,
+} from './findings.js';
+export * from './gfp.js';
+export { type Hash64, Hasher, hash64Hex, mix32, xxh32Words } from './hash.js';
+export {
+  IOMMU_APERTURE_BITS,
+  IOMMU_CACHE,
+  IOMMU_MMIO,
+  IOMMU_NOEXEC,
+  IOMMU_PRIV,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  IommuDomain,
+  initIommu,
+  iommuCoherenceIndex,
+  iommuDomainAlloc,
+  iommuIovaProt,
+  iommuIovaToPhys,
+  iommuMap,
+  iommuMappedPages,
+  iommuSetCoherenceIndex,
+  iommuUnmap,
+} from './iommu.js';
+export {
+  apiCall,
+  type CaptureStacks,
+  type CiPolicy,
+  type Clock,
+  enterCall,
+  type HwState,
+  leaveCall,
+  type Machine,
+  machineRandom,
+  newMachineShell,
+  type ResolvedOptions,
+  registerSlot,
+  type SlotDef,
+} from './machine.js';
+export {
+  __freePages,
+  __getFreePages,
+  allocPages,
+  allocPagesInner,
+  cmaAlloc,
+  cmaInfo,
+  cmaRelease,
+  freePages,
+  freePagesInner,
+  getPage,
+  initPageAlloc,
+  KERNEL_RODATA_END,
+  KERNEL_TEXT_START,
+  MAX_PAGE_ORDER,
+  memblockPhysAlloc,
+  pageIsAllocated,
+  pageIsReserved,
+  pageRefCount,
+  pageZone,
+  putPage,
+  type ZoneName,
+  zoneFreePages,
+} from './pagealloc.js';
+export {
+  addPhysRegion,
+  type PhysRegion,
+  type PhysRegionKind,
+  pfnIsRam,
+  pfnToPage,
+  pfnValid,
+  physRegionFor,
+  physToPfn,
+  ramBytes,
+} from './physmap.js';
+export { memChunksInUse } from './physmem.js';
+export {
+  type CacheGeometry,
+  type Coherence,
+  isMmapStrategy,
+  MMAP_STRATEGIES,
+  type MmapStrategy,
+  PROFILE_NAMES,
+  PROFILES,
+  type Profile,
+  resolveProfile,
+} from './profiles.js';
+export { type MachineSnapshot, machineHash, restoreMachine, snapshotMachine } from './snapshot.js';
+export * from './types.js';

@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    reporters: ['default', './tools/plain-summary-reporter.ts'],
+    testTimeout: 60_000,
+    pool: 'forks',
+  },
+});
