@@ -4,6 +4,7 @@
  * dependency order, and ends the boot.
  */
 
+import { initDma } from './dma/index.js';
 import {
   type CaptureStacks,
   type CiPolicy,
@@ -143,6 +144,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   initPageAlloc(m);
   initIommu(m);
   initEngine(m);
+  initDma(m);
   m.booted = true;
   return m;
 }

@@ -23,6 +23,13 @@
  * | job-submit / job-complete | machine/engine | device engine work queued and finished |
  * | time | machine/engine | model time moved |
  * | finding | machine/findings | a finding was recorded |
+ * | swiotlb-map / swiotlb-unmap | dma/swiotlb | a bounce slot run taken for an original, or released |
+ * | swiotlb-bounce | dma/swiotlb | bytes copied between an original and its slot |
+ * | dma-map / dma-unmap | dma/api | a streaming mapping made (or failed) / torn down |
+ * | dma-sync | dma/api | a sync for the CPU or for the device |
+ * | dma-map-sg / dma-unmap-sg / dma-sync-sg | dma/api | the scatter-gather forms, with every entry |
+ * | dma-mapping-error | dma/api | the driver checked a DMA address with dma_mapping_error |
+ * | dma-alloc / dma-free | dma/api | coherent, non-coherent, page and non-contiguous allocations |
  */
 
 import type { MemAttr } from './types.js';
@@ -163,6 +170,77 @@ export interface FindingEvent extends EventBase {
   message: string;
 }
 
+export interface SwiotlbMapEvent extends EventBase {
+  type: 'swiotlb-map';
+  device: string;
+  /** Physical address of the original buffer. */
+  orig: number;
+  /** Physical address of the bounce slot standing for it. */
+  slot: number;
+  size: number;
+  dir: number;
+}
+
+export interface SwiotlbUnmapEvent extends EventBase {
+  type: 'swiotlb-unmap';
+  device: string;
+  slot: number;
+  size: number;
+}
+
+export interface SwiotlbBounceEvent extends EventBase {
+  type: 'swiotlb-bounce';
+  device: string;
+  orig: number;
+  slot: number;
+  size: number;
+  /** True: original → slot; false: slot → original. */
+  toDevice: boolean;
+}
+
+export interface DmaMapEvent extends EventBase {
+  type: 'dma-map';
+  device: string;
+  /** The kernel function the driver called (`dma_map_single_attrs`, `dma_map_page_attrs`, …). */
+  call: string;
+  /** The CPU address given to `dma_map_single`, else -1. */
+  cpuAddr: number;
+  phys: number;
+  size: number;
+  dir: number;
+  attrs: number;
+  /** The DMA address returned; `DMA_MAPPING_ERROR` on failure. */
+  dmaAddr: number;
+  /** The backend that handled it. */
+  backend: string;
+}
+
+export interface DmaUnmapEvent extends EventBase {
+  type: 'dma-unmap';
+  device: string;
+  call: string;
+  dmaAddr: number;
+  size: number;
+  dir: number;
+  attrs: number;
+}
+
+export interface DmaSyncEvent extends EventBase {
+  type: 'dma-sync';
+  device: string;
+  call: string;
+  forCpu: boolean;
+  dmaAddr: number;
+  size: number;
+  dir: number;
+}
+
+export interface DmaMappingErrorEvent extends EventBase {
+  type: 'dma-mapping-error';
+  device: string;
+  dmaAddr: number;
+}
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -178,7 +256,14 @@ export type MachineEvent =
   | JobSubmitEvent
   | JobCompleteEvent
   | TimeEvent
-  | FindingEvent;
+  | FindingEvent
+  | SwiotlbMapEvent
+  | SwiotlbUnmapEvent
+  | SwiotlbBounceEvent
+  | DmaMapEvent
+  | DmaUnmapEvent
+  | DmaSyncEvent
+  | DmaMappingErrorEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -201,6 +286,13 @@ export const EVENT_TYPES: readonly EventType[] = [
   'job-complete',
   'time',
   'finding',
+  'swiotlb-map',
+  'swiotlb-unmap',
+  'swiotlb-bounce',
+  'dma-map',
+  'dma-unmap',
+  'dma-sync',
+  'dma-mapping-error',
 ];
 
 type Listener = (ev: MachineEvent) => void;

@@ -187,6 +187,20 @@ export function runVerdict(m: Machine): Verdict {
   return v;
 }
 
+/** Where an API call was made: its name and step, and its stack with `captureStacks: 'mappings'`. */
+export interface CallSite {
+  call: string;
+  step: number;
+  stack?: string[];
+}
+
+/** The current call site, for records that outlive the call (live mappings, bounce slots). */
+export function apiCallSite(m: Machine): CallSite {
+  const site: CallSite = { call: m.clock.call, step: m.clock.step };
+  if (m.options.captureStacks === 'mappings') site.stack = captureStack();
+  return site;
+}
+
 // Stacks: the caller's frames, repo-relative, without dmalab's own frames.
 const packageRoot = new URL('../../', import.meta.url).href;
 

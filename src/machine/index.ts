@@ -55,7 +55,9 @@ export {
   type MachineEvent,
 } from './events.js';
 export {
+  apiCallSite,
   BUG,
+  type CallSite,
   captureStack,
   clearFindings,
   DMA_UNREACHABLE,

@@ -1,0 +1,35 @@
+/**
+ * The DMA mapping API: the driver face (kernel names in camelCase) and the
+ * per-architecture backends underneath (dma-direct, iommu-dma, parisc's sba
+ * ops, swiotlb).
+ */
+
+import type { Machine } from '../machine/index.js';
+import { initDmaState } from './state.js';
+import { initSwiotlb } from './swiotlb.js';
+
+export * from './api.js';
+export { archDmaPrepCoherent, archSyncDmaForCpu, archSyncDmaForDevice, devIsDmaCoherent } from './arch.js';
+export { dmaToPhys, physToDma } from './direct.js';
+export { dmaInfoToProt, IOVA_GRANULE } from './iommu-dma.js';
+export type { DmaMapOps } from './ops.js';
+export { sbaIovaSpace } from './sba.js';
+export {
+  type BounceOwner,
+  IO_TLB_MAX_MAPPING,
+  IO_TLB_SEGSIZE,
+  IO_TLB_SHIFT,
+  IO_TLB_SIZE,
+  isSwiotlbActive,
+  isSwiotlbBuffer,
+  SWIOTLB_FULL,
+  type SwiotlbStats,
+  swiotlbStats,
+} from './swiotlb.js';
+export * from './types.js';
+
+/** The DMA layer's boot: its state, then the swiotlb pool (memblock, before the allocator runs). */
+export function initDma(m: Machine): void {
+  initDmaState(m);
+  initSwiotlb(m);
+}
