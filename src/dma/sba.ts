@@ -170,6 +170,7 @@ export const sbaOps: DmaMapOps = {
   maxMappingSize: () => SIZE_MAX,
   optMappingSize: () => SIZE_MAX,
   getMergeBoundary: () => 0,
-  needSync: () => false,
+  // __dma_need_sync answers true for ops backends; without dma-debug the skip-sync flag wins first.
+  needSync: () => true,
   canMmap: () => false,
 };
