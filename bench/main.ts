@@ -3,11 +3,19 @@
  * stdout and a readable line on stderr. Not part of `npm test`.
  */
 
+import { dmaBenchmarks } from './dma.bench.js';
 import { allResults } from './lib.js';
 import { machineBenchmarks } from './machine.bench.js';
 
-process.stderr.write('machine layer\n');
-await machineBenchmarks();
+const only = process.argv[2];
+if (only === undefined || only === 'machine') {
+  process.stderr.write('machine layer\n');
+  await machineBenchmarks();
+}
+if (only === undefined || only === 'dma') {
+  process.stderr.write('DMA API\n');
+  await dmaBenchmarks();
+}
 const missed = allResults().filter((r) => r.pass === false);
 process.stderr.write(
   missed.length === 0 ? 'all goals met\n' : `goals missed: ${missed.map((r) => r.metric).join('; ')}\n`,
