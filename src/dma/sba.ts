@@ -86,7 +86,7 @@ function search(st: SbaState, pages: number, boundaryMask: number): number {
 }
 
 /** `sba_alloc_range()`: searches from the hint, then once more from the start. */
-function allocRange(dev: Device, pages: number): number {
+export function sbaAllocRange(dev: Device, pages: number): number {
   const st = sbaOf(dev);
   let pide = search(st, pages, dev.state.segmentBoundary);
   if (pide < 0) pide = search(st, pages, dev.state.segmentBoundary);
@@ -94,7 +94,7 @@ function allocRange(dev: Device, pages: number): number {
 }
 
 /** The virtual address whose coherence index an entry for `phys` carries. */
-function coherenceVa(dev: Device, phys: number): number {
+export function sbaCoherenceVa(dev: Device, phys: number): number {
   const m = dev.machine;
   const isRam = phys < m.options.ramBytes;
   if (isRam) return physToVirt(phys);
@@ -119,7 +119,7 @@ export function sbaMapPhys(
   const off = phys % PAGE_SIZE;
   const len = Math.ceil((size + off) / PAGE_SIZE) * PAGE_SIZE;
   const pages = len / PAGE_SIZE;
-  const pide = allocRange(dev, pages);
+  const pide = sbaAllocRange(dev, pages);
   if (pide < 0) {
     reportFinding(
       dev.machine,
@@ -144,7 +144,7 @@ export function sbaMapPhys(
       PAGE_SIZE,
       IOMMU_READ | IOMMU_WRITE,
       0,
-      coherenceVa(dev, p),
+      sbaCoherenceVa(dev, p),
     );
   }
   return iova + off;

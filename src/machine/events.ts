@@ -241,6 +241,26 @@ export interface DmaMappingErrorEvent extends EventBase {
   dmaAddr: number;
 }
 
+export interface DmaSgEvent extends EventBase {
+  type: 'dma-map-sg' | 'dma-unmap-sg' | 'dma-sync-sg';
+  device: string;
+  call: string;
+  /** Entries given (the `nents` argument). */
+  nents: number;
+  /** DMA segments returned by the map (0 for unmap and sync). */
+  ents: number;
+  dir: number;
+  attrs: number;
+  /** For syncs: towards the CPU (true) or the device. */
+  forCpu: boolean;
+  /** CPU view, one per entry: physical address and length. */
+  phys: number[];
+  lengths: number[];
+  /** DMA view: the segments' addresses and lengths (the first `ents` entries for a map). */
+  dmaAddrs: number[];
+  dmaLens: number[];
+}
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -263,7 +283,8 @@ export type MachineEvent =
   | DmaMapEvent
   | DmaUnmapEvent
   | DmaSyncEvent
-  | DmaMappingErrorEvent;
+  | DmaMappingErrorEvent
+  | DmaSgEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -293,6 +314,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   'dma-unmap',
   'dma-sync',
   'dma-mapping-error',
+  'dma-map-sg',
+  'dma-unmap-sg',
+  'dma-sync-sg',
 ];
 
 type Listener = (ev: MachineEvent) => void;
