@@ -5,4 +5,5 @@
  */
 
 export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
+export * from './lib/index.js';
 export * from './machine/index.js';
