@@ -1,0 +1,97 @@
+/**
+ * The scatterlist library (include/linux/scatterlist.h, lib/scatterlist.c):
+ * tables, chaining, building from page arrays, CPU-side and DMA-side
+ * iterators, the mapping iterator and the copy helpers.
+ */
+
+export {
+  sgCopyBuffer,
+  sgCopyFromBuffer,
+  sgCopyToBuffer,
+  sgPcopyFromBuffer,
+  sgPcopyToBuffer,
+  sgZeroBuffer,
+} from './copy.js';
+export {
+  sgAllocAppendTableFromPages,
+  sgAllocTableFromPages,
+  sgAllocTableFromPagesSegment,
+} from './frompages.js';
+export {
+  __sgPageIterDmaNext,
+  __sgPageIterNext,
+  __sgPageIterStart,
+  forEachSg,
+  forEachSgDmaPage,
+  forEachSgPage,
+  forEachSgtableDmaPage,
+  forEachSgtableDmaSg,
+  forEachSgtablePage,
+  forEachSgtableSg,
+  type SgDmaPageIter,
+  type SgIter,
+  type SgPageIter,
+  sgPageIterDmaAddress,
+  sgPageIterPage,
+} from './iter.js';
+export {
+  SG_MITER_ATOMIC,
+  SG_MITER_FROM_SG,
+  SG_MITER_TO_SG,
+  type SgMappingIter,
+  sgMiterNext,
+  sgMiterSkip,
+  sgMiterStart,
+  sgMiterStop,
+} from './miter.js';
+export {
+  createScatterlist,
+  type Scatterlist,
+  SG_CHAIN,
+  SG_DMA_BUS_ADDRESS,
+  SG_DMA_SWIOTLB,
+  SG_END,
+  sgAt,
+  sgChain,
+  sgDmaAddress,
+  sgDmaIsBusAddress,
+  sgDmaIsSwiotlb,
+  sgDmaLen,
+  sgDmaMarkBusAddress,
+  sgDmaMarkSwiotlb,
+  sgDmaUnmarkBusAddress,
+  sgDmaUnmarkSwiotlb,
+  sgHandle,
+  sgInitMarker,
+  sgInitOne,
+  sgInitTable,
+  sgIsChain,
+  sgIsLast,
+  sgLast,
+  sgMarkEnd,
+  sgNents,
+  sgNentsForLen,
+  sgNext,
+  sgPage,
+  sgPhys,
+  sgSame,
+  sgSetBuf,
+  sgSetDmaAddress,
+  sgSetDmaLen,
+  sgSetPage,
+  sgSetPfn,
+  sgUnmarkEnd,
+  sgVirt,
+} from './scatterlist.js';
+export {
+  createSgAppendTable,
+  createSgTable,
+  SG_CHUNK_SIZE,
+  SG_MAX_SEGMENTS,
+  SG_MAX_SINGLE_ALLOC,
+  type SgAppendTable,
+  type SgTable,
+  sgAllocTable,
+  sgFreeAppendTable,
+  sgFreeTable,
+} from './table.js';
