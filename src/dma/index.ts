@@ -15,6 +15,18 @@ export { dmaInfoToProt, IOVA_GRANULE } from './iommu-dma.js';
 export type { DmaMapOps } from './ops.js';
 export { sbaIovaSpace } from './sba.js';
 export {
+  dmaMapSg,
+  dmaMapSgAttrs,
+  dmaMapSgtable,
+  dmaSyncSgForCpu,
+  dmaSyncSgForDevice,
+  dmaSyncSgtableForCpu,
+  dmaSyncSgtableForDevice,
+  dmaUnmapSg,
+  dmaUnmapSgAttrs,
+  dmaUnmapSgtable,
+} from './sg.js';
+export {
   type BounceOwner,
   IO_TLB_MAX_MAPPING,
   IO_TLB_SEGSIZE,
