@@ -20,6 +20,7 @@ import {
   type ResolvedOptions,
   resolveProfile,
 } from './machine/index.js';
+import { initMm } from './mm/index.js';
 
 /** `createMachine`'s options; every one is optional. */
 export interface MachineOptions {
@@ -143,6 +144,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   initPageAlloc(m);
   initIommu(m);
   initEngine(m);
+  initMm(m);
   m.booted = true;
   return m;
 }

@@ -6,3 +6,4 @@
 
 export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
 export * from './machine/index.js';
+export * from './mm/index.js';
