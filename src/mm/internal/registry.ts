@@ -40,6 +40,27 @@ export function tableId(table: object, what: string, known: readonly string[]): 
   return id;
 }
 
+const keys = new Map<number, string>();
+
+/**
+ * A stable identity of the table registered under `id`, for state hashes:
+ * its members and their source text. Two tables built by the same code (a
+ * scenario replayed from the start) hash alike although their registry ids
+ * differ.
+ */
+export function tableKey(id: number): string {
+  let k = keys.get(id);
+  if (k === undefined) {
+    const t = tableById<Record<string, unknown>>(id);
+    k = Object.keys(t)
+      .sort()
+      .map((name) => `${name}=${String(t[name])}`)
+      .join('\n');
+    keys.set(id, k);
+  }
+  return k;
+}
+
 /** The table registered under `id`. */
 export function tableById<T extends object>(id: number): T {
   const t = tables[id];

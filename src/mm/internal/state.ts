@@ -10,6 +10,7 @@
 
 import { DmalabError, type Hasher, type Machine, registerSlot } from '../../machine/index.js';
 import type { Pgprot } from '../pgprot.js';
+import { tableKey } from './registry.js';
 
 /** One page-table leaf: 512 PTEs. */
 export interface PtSection {
@@ -247,8 +248,25 @@ export function initMm(m: Machine): void {
     restore: (mm, snap) => {
       mm.layers.mm = structuredClone(snap as MmState);
     },
-    hash: (mm, h: Hasher) => {
-      h.value(mmState(mm));
-    },
+    hash: (mm, h: Hasher) => hashState(mmState(mm), h),
+  });
+}
+
+function withKey<T extends object>(map: Map<number, T>, field: keyof T): Map<number, unknown> {
+  const out = new Map<number, unknown>();
+  for (const [id, v] of map) {
+    const ref = v[field] as number;
+    out.set(id, ref < 0 ? v : { ...v, [field]: tableKey(ref) });
+  }
+  return out;
+}
+
+/** Hashes the state with callback tables by their identity (`tableKey`) rather than their registry id. */
+function hashState(st: MmState, h: Hasher): void {
+  h.value({
+    ...st,
+    vmas: withKey(st.vmas, 'ops'),
+    inodes: withKey(st.inodes, 'fops'),
+    drivers: st.drivers.map((d) => ({ ...d, ops: tableKey(d.ops) })),
   });
 }
