@@ -6,6 +6,7 @@
 import { dmaBenchmarks } from './dma.bench.js';
 import { allResults } from './lib.js';
 import { machineBenchmarks } from './machine.bench.js';
+import { mmBenchmarks } from './mm.bench.js';
 
 const only = process.argv[2];
 if (only === undefined || only === 'machine') {
@@ -15,6 +16,10 @@ if (only === undefined || only === 'machine') {
 if (only === undefined || only === 'dma') {
   process.stderr.write('DMA API\n');
   await dmaBenchmarks();
+}
+if (only === undefined || only === 'mm') {
+  process.stderr.write('mm layer\n');
+  await mmBenchmarks();
 }
 const missed = allResults().filter((r) => r.pass === false);
 process.stderr.write(

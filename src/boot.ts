@@ -21,6 +21,7 @@ import {
   type ResolvedOptions,
   resolveProfile,
 } from './machine/index.js';
+import { initMm } from './mm/index.js';
 
 /** `createMachine`'s options; every one is optional. */
 export interface MachineOptions {
@@ -144,7 +145,9 @@ export function createMachine(options: MachineOptions = {}): Machine {
   initPageAlloc(m);
   initIommu(m);
   initEngine(m);
+  // The DMA layer reserves its swiotlb pool with memblock, before anything allocates pages.
   initDma(m);
+  initMm(m);
   m.booted = true;
   return m;
 }

@@ -8,3 +8,4 @@ export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
 export * from './dma/index.js';
 export * from './lib/index.js';
 export * from './machine/index.js';
+export * from './mm/index.js';

@@ -42,6 +42,7 @@ function formatLocated(message: string, loc: ErrorLocation): string {
  */
 export const EPERM = 1;
 export const ENOENT = 2;
+export const ESRCH = 3;
 export const EINTR = 4;
 export const EIO = 5;
 export const ENXIO = 6;
@@ -64,13 +65,16 @@ export const EPIPE = 32;
 export const ERANGE = 34;
 export const ENOSYS = 38;
 export const ETIMEDOUT = 110;
+export const EOVERFLOW = 75;
 export const EOPNOTSUPP = 95;
 export const EREMOTEIO = 121;
 export const ECANCELED = 125;
+export const EHWPOISON = 133;
 
 const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [EPERM]: 'EPERM',
   [ENOENT]: 'ENOENT',
+  [ESRCH]: 'ESRCH',
   [EINTR]: 'EINTR',
   [EIO]: 'EIO',
   [ENXIO]: 'ENXIO',
@@ -93,9 +97,11 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
   [ERANGE]: 'ERANGE',
   [ENOSYS]: 'ENOSYS',
   [ETIMEDOUT]: 'ETIMEDOUT',
+  [EOVERFLOW]: 'EOVERFLOW',
   [EOPNOTSUPP]: 'EOPNOTSUPP',
   [EREMOTEIO]: 'EREMOTEIO',
   [ECANCELED]: 'ECANCELED',
+  [EHWPOISON]: 'EHWPOISON',
 };
 
 /** The symbolic name of an errno, accepting it negated (`errnoName(-22)` is `-EINVAL`). */

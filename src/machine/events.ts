@@ -30,6 +30,14 @@
  * | dma-map-sg / dma-unmap-sg / dma-sync-sg | dma/api | the scatter-gather forms, with every entry |
  * | dma-mapping-error | dma/api | the driver checked a DMA address with dma_mapping_error |
  * | dma-alloc / dma-free | dma/api | coherent, non-coherent, page and non-contiguous allocations |
+ * | pte-install / pte-remove | mm | a run of PTEs written or cleared (user or kernel), with attribute and frames |
+ * | page-fault | mm | a fault went through the fault path (user access, uaccess, GUP), with its vm_fault_t |
+ * | vma-map / vma-unmap | mm | a VMA created (mmap, split) or removed (munmap, exit, split) |
+ * | signal | mm | a process got SIGSEGV, SIGBUS or SIGKILL from a fault |
+ * | page-pin / page-unpin | mm | frames pinned by pin_user_pages (FOLL_PIN) and released |
+ * | kmem-alloc / kmem-free | mm | kmalloc, vmalloc, vmap, ioremap and stack buffers handed out and returned |
+ * | process | mm | a process spawned or exited |
+ * | driver-bind / driver-unbind | mm | the driver core bound a driver to a device (probe) or unbound it |
  */
 
 import type { MemAttr } from './types.js';
@@ -163,6 +171,141 @@ export interface TimeEvent extends EventBase {
   to: number;
 }
 
+export interface PteInstallEvent extends EventBase {
+  type: 'pte-install';
+  /** Address space: 0 for the kernel's, else the owning process's pid. */
+  mm: number;
+  /** Process name, or `kernel`. */
+  owner: string;
+  /** First virtual address of the run. */
+  va: number;
+  /** First frame of the run (frames ascend by one with the addresses). */
+  pfn: number;
+  pages: number;
+  attr: MemAttr;
+  write: boolean;
+  /** Special (pfnmap) PTEs: no page reference is held through them. */
+  special: boolean;
+  /** `fault`, `cow`, `remap`, `insert`, `vmalloc`, `vmap`, `ioremap` or `stack`. */
+  reason: string;
+}
+
+export interface PteRemoveEvent extends EventBase {
+  type: 'pte-remove';
+  mm: number;
+  owner: string;
+  va: number;
+  pfn: number;
+  pages: number;
+  attr: MemAttr;
+  special: boolean;
+  /** `munmap`, `exit`, `zap`, `unmap-mapping`, `cow`, `mmap-failed`, `vunmap` or `iounmap`. */
+  reason: string;
+}
+
+export interface PageFaultEvent extends EventBase {
+  type: 'page-fault';
+  pid: number;
+  owner: string;
+  va: number;
+  write: boolean;
+  /** `user` (the process's own access), `uaccess` (copy_to/from_user), `gup` or `populate`. */
+  context: 'user' | 'uaccess' | 'gup' | 'populate';
+  /** The fault path's `vm_fault_t` (0 when a page was installed). */
+  result: number;
+}
+
+export interface VmaMapEvent extends EventBase {
+  type: 'vma-map';
+  pid: number;
+  owner: string;
+  start: number;
+  end: number;
+  flags: number;
+  pgoff: number;
+  /** Path of the mapped file, null for anonymous memory. */
+  file: string | null;
+  reason: 'mmap' | 'split';
+}
+
+export interface VmaUnmapEvent extends EventBase {
+  type: 'vma-unmap';
+  pid: number;
+  owner: string;
+  start: number;
+  end: number;
+  reason: 'munmap' | 'exit' | 'split' | 'mmap-failed';
+}
+
+export interface SignalEvent extends EventBase {
+  type: 'signal';
+  pid: number;
+  owner: string;
+  signal: 'SIGSEGV' | 'SIGBUS' | 'SIGKILL';
+  /** The faulting address. */
+  va: number;
+  /** `SEGV_MAPERR`, `SEGV_ACCERR`, `BUS_ADRERR`, `BUS_OBJERR` or `OOM`. */
+  code: string;
+}
+
+export interface PagePinEvent extends EventBase {
+  type: 'page-pin';
+  pid: number;
+  owner: string;
+  pfn: number;
+  pages: number;
+  longterm: boolean;
+  write: boolean;
+}
+
+export interface PageUnpinEvent extends EventBase {
+  type: 'page-unpin';
+  pfn: number;
+  pages: number;
+}
+
+export interface KmemAllocEvent extends EventBase {
+  type: 'kmem-alloc';
+  kind: 'kmalloc' | 'vmalloc' | 'vmap' | 'ioremap' | 'stack';
+  va: number;
+  /** Bytes requested. */
+  size: number;
+  /** Bytes usable (the kmalloc object size, or the mapped span). */
+  objSize: number;
+  /** Physical address when physically contiguous (kmalloc, ioremap), else -1. */
+  pa: number;
+}
+
+export interface KmemFreeEvent extends EventBase {
+  type: 'kmem-free';
+  kind: 'kmalloc' | 'vmalloc' | 'vmap' | 'ioremap' | 'stack';
+  va: number;
+  size: number;
+}
+
+export interface ProcessEvent extends EventBase {
+  type: 'process';
+  pid: number;
+  name: string;
+  action: 'spawn' | 'exit';
+  /** For exits: `exit`, or the signal that killed it. */
+  reason: string;
+}
+
+export interface DriverBindEvent extends EventBase {
+  type: 'driver-bind';
+  device: string;
+  driver: string;
+  /** probe()'s return value. */
+  result: number;
+}
+
+export interface DriverUnbindEvent extends EventBase {
+  type: 'driver-unbind';
+  device: string;
+  driver: string;
+}
+
 export interface FindingEvent extends EventBase {
   type: 'finding';
   code: string;
@@ -284,7 +427,20 @@ export type MachineEvent =
   | DmaUnmapEvent
   | DmaSyncEvent
   | DmaMappingErrorEvent
-  | DmaSgEvent;
+  | DmaSgEvent
+  | PteInstallEvent
+  | PteRemoveEvent
+  | PageFaultEvent
+  | VmaMapEvent
+  | VmaUnmapEvent
+  | SignalEvent
+  | PagePinEvent
+  | PageUnpinEvent
+  | KmemAllocEvent
+  | KmemFreeEvent
+  | ProcessEvent
+  | DriverBindEvent
+  | DriverUnbindEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -317,6 +473,19 @@ export const EVENT_TYPES: readonly EventType[] = [
   'dma-map-sg',
   'dma-unmap-sg',
   'dma-sync-sg',
+  'pte-install',
+  'pte-remove',
+  'page-fault',
+  'vma-map',
+  'vma-unmap',
+  'signal',
+  'page-pin',
+  'page-unpin',
+  'kmem-alloc',
+  'kmem-free',
+  'process',
+  'driver-bind',
+  'driver-unbind',
 ];
 
 type Listener = (ev: MachineEvent) => void;
