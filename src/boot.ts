@@ -47,7 +47,7 @@ export interface MachineOptions {
   ciPolicy?: CiPolicy;
   /** Seed 001's RFC mode: pmem and device memory have no struct page. Default false. */
   pagelessSg?: boolean;
-  /** CMA area size (a dmalab extension). Default min(32 MiB, RAM/16), in 4 MiB steps. */
+  /** CMA area size (a dmalab extension). Default on arm64 min(32 MiB, RAM/16) in 4 MiB steps (defconfig), elsewhere 0. */
   cmaBytes?: number;
 }
 
@@ -114,7 +114,9 @@ export function resolveOptions(options: MachineOptions = {}): ResolvedOptions {
     fail('mmapStrategy', `must be one of ${MMAP_STRATEGIES.join(', ')}, got ${JSON.stringify(mmapStrategy)}`);
   }
   const defSwiotlb = Math.min(64 * MiB, Math.floor(ramBytes / 8 / (256 * 1024)) * 256 * 1024);
-  const defCma = Math.min(32 * MiB, Math.floor(ramBytes / 16 / (4 * MiB)) * 4 * MiB);
+  // arm64's defconfig reserves a 32 MiB CMA area; x86 distributions and parisc reserve none by default.
+  const defCma =
+    profile.arch === 'arm64' ? Math.min(32 * MiB, Math.floor(ramBytes / 16 / (4 * MiB)) * 4 * MiB) : 0;
   return {
     profile,
     ramBytes,

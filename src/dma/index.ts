@@ -8,6 +8,23 @@ import type { Machine } from '../machine/index.js';
 import { initDmaState } from './state.js';
 import { initSwiotlb } from './swiotlb.js';
 
+export {
+  type DmaAllocRecord,
+  dmaAllocAttrs,
+  dmaAllocCoherent,
+  dmaAllocNoncoherent,
+  dmaAllocPages,
+  dmaAllocRecord,
+  dmaAllocWc,
+  dmaDeclareCoherentMemory,
+  dmaFreeAttrs,
+  dmaFreeCoherent,
+  dmaFreeNoncoherent,
+  dmaFreePages,
+  dmaFreeWc,
+  dmaPgprot,
+  dmaReleaseCoherentMemory,
+} from './alloc.js';
 export * from './api.js';
 export { archDmaPrepCoherent, archSyncDmaForCpu, archSyncDmaForDevice, devIsDmaCoherent } from './arch.js';
 export { dmaToPhys, physToDma } from './direct.js';

@@ -3,6 +3,7 @@
  */
 
 import { type Device, type Hasher, type Machine, registerSlot } from '../machine/index.js';
+import type { AtomicPool, DevCoherentPool, DmaAllocRecord } from './alloc.js';
 import type { IovaDomainState } from './iova.js';
 import type { SbaState } from './sba.js';
 import type { SwiotlbState } from './swiotlb.js';
@@ -27,6 +28,12 @@ export interface DmaState {
   iova: Map<number, IovaDomainState>;
   /** parisc sba resource maps, by IOMMU domain id. */
   sba: Map<number, SbaState>;
+  /** Live allocations, by CPU address (or page cookie). */
+  allocs: Map<number, DmaAllocRecord>;
+  /** Declared device-local coherent memory, by device id. */
+  devCoherent: Map<number, DevCoherentPool>;
+  /** The pre-remapped pool for non-blocking coherent allocations. */
+  atomicPool: AtomicPool | null;
   /** Counters (events are the detailed record). */
   stats: { maps: number; unmaps: number; syncs: number; bounced: number; mapErrors: number };
 }
@@ -61,6 +68,9 @@ export function initDmaState(m: Machine): void {
     swiotlb: null,
     iova: new Map(),
     sba: new Map(),
+    allocs: new Map(),
+    devCoherent: new Map(),
+    atomicPool: null,
     stats: { maps: 0, unmaps: 0, syncs: 0, bounced: 0, mapErrors: 0 },
   };
   m.layers.dma = state;
@@ -72,7 +82,7 @@ export function initDmaState(m: Machine): void {
     },
     hash: (mm: Machine, h: Hasher) => {
       const s = dmaState(mm);
-      h.value(s.devices).value(s.iova).value(s.sba);
+      h.value(s.devices).value(s.iova).value(s.sba).value(s.allocs).value(s.devCoherent).value(s.atomicPool);
       // The swiotlb diagnostics (call sites, counters) record history, not state.
       const t = s.swiotlb;
       if (t !== null) h.value([t.start, t.origAddr, t.allocSize, t.list, t.index, t.used]);

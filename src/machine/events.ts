@@ -404,6 +404,42 @@ export interface DmaSgEvent extends EventBase {
   dmaLens: number[];
 }
 
+export interface DmaAllocEvent extends EventBase {
+  type: 'dma-alloc';
+  device: string;
+  call: string;
+  kind: 'coherent' | 'noncoherent' | 'pages';
+  /** CPU address (or page cookie); 0 when the allocation failed. */
+  cpuAddr: number;
+  dmaAddr: number;
+  /** Physical address of the first page, -1 on failure. */
+  phys: number;
+  size: number;
+  gfp: number;
+  attrs: number;
+  dir: number;
+  /** Attribute of the CPU mapping returned. */
+  attr: MemAttr;
+  /** Page frames backing it. */
+  pages: number[];
+}
+
+export interface DmaFreeEvent extends EventBase {
+  type: 'dma-free';
+  device: string;
+  call: string;
+  kind: 'coherent' | 'noncoherent' | 'pages';
+  cpuAddr: number;
+  dmaAddr: number;
+  size: number;
+  attrs: number;
+  dir: number;
+  /** The CPU address was a live allocation of this machine. */
+  known: boolean;
+  /** User mappings of it still alive at the free (dma_mmap_*). */
+  userMaps: number;
+}
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -428,6 +464,8 @@ export type MachineEvent =
   | DmaSyncEvent
   | DmaMappingErrorEvent
   | DmaSgEvent
+  | DmaAllocEvent
+  | DmaFreeEvent
   | PteInstallEvent
   | PteRemoveEvent
   | PageFaultEvent
@@ -473,6 +511,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   'dma-map-sg',
   'dma-unmap-sg',
   'dma-sync-sg',
+  'dma-alloc',
+  'dma-free',
   'pte-install',
   'pte-remove',
   'page-fault',

@@ -149,7 +149,7 @@ describe('page allocator', () => {
   });
 
   it('allocates contiguous, aligned runs from the CMA area', () => {
-    const m = createMachine({ ramBytes: 256 * MiB });
+    const m = createMachine({ ramBytes: 256 * MiB, cmaBytes: 16 * MiB });
     const info = cmaInfo(m)!;
     expect(info.size).toBe(16 * MiB);
     const a = cmaAlloc(m, 16, 4)!;
