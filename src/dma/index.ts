@@ -28,7 +28,20 @@ export {
 export * from './api.js';
 export { archDmaPrepCoherent, archSyncDmaForCpu, archSyncDmaForDevice, devIsDmaCoherent } from './arch.js';
 export { dmaToPhys, physToDma } from './direct.js';
+export {
+  DMA_POOL_BUSY,
+  DmaPool,
+  dmamPoolCreate,
+  dmamPoolDestroy,
+  dmaPoolAlloc,
+  dmaPoolCreate,
+  dmaPoolDestroy,
+  dmaPoolFree,
+  dmaPoolStats,
+  dmaPoolZalloc,
+} from './dmapool.js';
 export { dmaInfoToProt, IOVA_GRANULE } from './iommu-dma.js';
+export { dmamAllocAttrs, dmamAllocCoherent, dmamFreeCoherent } from './managed.js';
 export type { DmaMapOps } from './ops.js';
 export { sbaIovaSpace } from './sba.js';
 export {

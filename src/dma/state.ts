@@ -4,6 +4,7 @@
 
 import { type Device, type Hasher, type Machine, registerSlot } from '../machine/index.js';
 import type { AtomicPool, DevCoherentPool, DmaAllocRecord } from './alloc.js';
+import type { DmaPoolState } from './dmapool.js';
 import type { IovaDomainState } from './iova.js';
 import type { SbaState } from './sba.js';
 import type { SwiotlbState } from './swiotlb.js';
@@ -34,6 +35,9 @@ export interface DmaState {
   devCoherent: Map<number, DevCoherentPool>;
   /** The pre-remapped pool for non-blocking coherent allocations. */
   atomicPool: AtomicPool | null;
+  /** DMA pools, by id. */
+  pools: Map<number, DmaPoolState>;
+  nextPoolId: number;
   /** Counters (events are the detailed record). */
   stats: { maps: number; unmaps: number; syncs: number; bounced: number; mapErrors: number };
 }
@@ -71,6 +75,8 @@ export function initDmaState(m: Machine): void {
     allocs: new Map(),
     devCoherent: new Map(),
     atomicPool: null,
+    pools: new Map(),
+    nextPoolId: 1,
     stats: { maps: 0, unmaps: 0, syncs: 0, bounced: 0, mapErrors: 0 },
   };
   m.layers.dma = state;
@@ -82,7 +88,13 @@ export function initDmaState(m: Machine): void {
     },
     hash: (mm: Machine, h: Hasher) => {
       const s = dmaState(mm);
-      h.value(s.devices).value(s.iova).value(s.sba).value(s.allocs).value(s.devCoherent).value(s.atomicPool);
+      h.value(s.devices)
+        .value(s.iova)
+        .value(s.sba)
+        .value(s.allocs)
+        .value(s.devCoherent)
+        .value(s.atomicPool)
+        .value(s.pools);
       // The swiotlb diagnostics (call sites, counters) record history, not state.
       const t = s.swiotlb;
       if (t !== null) h.value([t.start, t.origAddr, t.allocSize, t.list, t.index, t.used]);
