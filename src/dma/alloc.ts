@@ -57,6 +57,7 @@ import {
   pgprotNoncached,
   pgprotWritecombine,
   vmap,
+  vmapAligned,
   vunmap,
 } from '../mm/index.js';
 import { getDmaOps } from './api.js';
@@ -69,7 +70,7 @@ import {
   iommuDmaAllocIova,
   iommuDmaFreeIova,
 } from './iommu-dma.js';
-import { sbaMapPhys, sbaUnmapPhys } from './sba.js';
+import { sbaMapRange, sbaUnmapPhys } from './sba.js';
 import { dmaState, warnOnce } from './state.js';
 import {
   DMA_ATTR_ALLOC_SINGLE_PAGES,
@@ -102,8 +103,6 @@ export interface DmaAllocRecord {
   attr: 'cached' | 'write-combine' | 'uncached';
   attrs: number;
   dir: DmaDataDirection;
-  /** Live user mappings made by dma_mmap_* (the checker reports frees while > 0). */
-  userMaps: number;
 }
 
 /** A device's declared coherent memory (`dma_declare_coherent_memory`). */
@@ -327,7 +326,6 @@ function allocFromDevCoherent(dev: Device, size: number): DmaAllocRecord | null 
     attr: 'write-combine',
     attrs: 0,
     dir: DMA_BIDIRECTIONAL,
-    userMaps: 0,
   };
 }
 
@@ -357,7 +355,6 @@ function record(
     attr,
     attrs,
     dir: DMA_BIDIRECTIONAL,
-    userMaps: 0,
   };
 }
 
@@ -523,20 +520,43 @@ function mapPageList(dev: Device, pages: number[], prot: number, size: number): 
   return iova;
 }
 
-/** `sba_alloc()`: pages from the buddy allocator, zeroed through the cache, mapped with the kernel alias's coherence index. */
-function sbaAlloc(dev: Device, size: number, gfp: Gfp, attrs: number): DmaAllocRecord | null {
+/**
+ * `sba_alloc()`: pages from the buddy allocator, zeroed through the cache,
+ * mapped with the kernel alias's coherence index. With `colourVa` (seed
+ * 000's allocation made for user mapping) the kernel alias is a vmap at
+ * that colour instead of the linear map, and the IOMMU names it.
+ */
+function sbaAlloc(
+  dev: Device,
+  size: number,
+  gfp: Gfp,
+  attrs: number,
+  colourVa: number,
+): DmaAllocRecord | null {
   const m = dev.machine;
   const order = getOrder(size);
   const page = allocPagesInner(m, gfp, order);
   if (page === null) return null;
-  const va = pageAddress(page);
+  let va: number = pageAddress(page);
+  let remapped = false;
+  if (colourVa >= 0) {
+    const pages = runOfPages(page, size / PAGE_SIZE) as Page[];
+    const alias = vmapAligned(m, pages, pages.length, PAGE_KERNEL, colourVa);
+    if (alias === null) {
+      freePagesInner(m, page, order);
+      return null;
+    }
+    va = alias;
+    remapped = true;
+  }
   zero(m, va, size);
-  const handle = sbaMapPhys(dev, pageToPhys(page), size, DMA_BIDIRECTIONAL, 0);
+  const handle = sbaMapRange(dev, pageToPhys(page), size, remapped ? va : -1);
   if (handle === DMA_MAPPING_ERROR) {
+    if (remapped) vunmap(m, va);
     freePagesInner(m, page, order);
     return null;
   }
-  return record(dev, va, handle, size, runOfPages(page, 2 ** order), 'buddy', false, 'cached', attrs);
+  return record(dev, va, handle, size, runOfPages(page, 2 ** order), 'buddy', remapped, 'cached', attrs);
 }
 
 function backendFree(dev: Device, r: DmaAllocRecord, size: number): void {
@@ -637,12 +657,29 @@ function emitFree(
     attrs,
     dir,
     known: r !== undefined,
-    userMaps: r?.userMaps ?? 0,
   });
 }
 
+/** Emits the `dma-alloc` event of a coherent allocation made outside `dmaAllocAttrs`. */
+export function emitAllocPublic(
+  dev: Device,
+  call: string,
+  r: DmaAllocRecord | null,
+  size: number,
+  gfp: Gfp,
+  attrs: number,
+): void {
+  emitAlloc(dev, call, r, size, gfp, attrs, 'coherent', DMA_BIDIRECTIONAL);
+}
+
 /** The body of `dma_alloc_attrs()`, shared with the managed and pool paths. */
-export function dmaAllocInner(dev: Device, size: number, gfp: Gfp, attrs: number): DmaAllocRecord | null {
+export function dmaAllocInner(
+  dev: Device,
+  size: number,
+  gfp: Gfp,
+  attrs: number,
+  colourVa = -1,
+): DmaAllocRecord | null {
   const m = dev.machine;
   if (gfp & __GFP_COMP) {
     if (warnOnce(dev, 'alloc __GFP_COMP')) {
@@ -662,7 +699,7 @@ export function dmaAllocInner(dev: Device, size: number, gfp: Gfp, attrs: number
     const ops = getDmaOps(dev);
     if (ops.name === 'dma-direct') r = directAlloc(dev, aligned, flags, a);
     else if (ops.name === 'iommu-dma') r = iommuAlloc(dev, aligned, flags, a);
-    else r = sbaAlloc(dev, aligned, flags, a);
+    else r = sbaAlloc(dev, aligned, flags, a, colourVa);
     if (r !== null) r.size = size;
   }
   if (r !== null) allocs(m).set(r.cpuAddr, r);

@@ -211,9 +211,15 @@ export function dmaNeedUnmap(dev: Device): boolean {
   return !dmaDev(dev).skipSync;
 }
 
-/** `dma_can_mmap()`. */
+/**
+ * `dma_can_mmap()`: the backend's answer under the profile's own mmap
+ * strategy; under another chosen strategy, true unless it is `refuse`.
+ */
 export function dmaCanMmap(dev: Device): boolean {
-  return getDmaOps(dev).canMmap(dev);
+  const s = dev.machine.options.mmapStrategy;
+  if (s === 'refuse') return false;
+  if (s === dev.machine.profile.mmapStrategy) return getDmaOps(dev).canMmap(dev);
+  return true;
 }
 
 // ---------------------------------------------------------------------------

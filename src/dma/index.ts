@@ -42,6 +42,15 @@ export {
 } from './dmapool.js';
 export { dmaInfoToProt, IOVA_GRANULE } from './iommu-dma.js';
 export { dmamAllocAttrs, dmamAllocCoherent, dmamFreeCoherent } from './managed.js';
+export {
+  dmaAllocCoherentForMmap,
+  dmaGetSgtable,
+  dmaGetSgtableAttrs,
+  dmaMmapAttrs,
+  dmaMmapCoherent,
+  dmaMmapPages,
+  dmaMmapWc,
+} from './mmap.js';
 export type { DmaMapOps } from './ops.js';
 export { sbaIovaSpace } from './sba.js';
 export {

@@ -116,6 +116,15 @@ export function sbaMapPhys(
   attrs: number,
 ): number {
   if (attrs & DMA_ATTR_MMIO) return DMA_MAPPING_ERROR;
+  return sbaMapRange(dev, phys, size, -1);
+}
+
+/**
+ * Maps a physical range through the I/O PDIR. Entries carry the coherence
+ * index of `vba` (the kernel alias the buffer is used through), or of each
+ * page's linear-map alias when `vba` is -1.
+ */
+export function sbaMapRange(dev: Device, phys: number, size: number, vba: number): number {
   const off = phys % PAGE_SIZE;
   const len = Math.ceil((size + off) / PAGE_SIZE) * PAGE_SIZE;
   const pages = len / PAGE_SIZE;
@@ -134,18 +143,11 @@ export function sbaMapPhys(
   }
   const iova = pide * PAGE_SIZE;
   const base = phys - off;
-  // One PDIR entry per page, each with the coherence index of that page's kernel alias.
+  // One PDIR entry per page, each with the coherence index of the page's kernel alias.
   for (let k = 0; k < pages; k++) {
     const p = base + k * PAGE_SIZE;
-    iommuMap(
-      dev.iommuDomain!,
-      iova + k * PAGE_SIZE,
-      p,
-      PAGE_SIZE,
-      IOMMU_READ | IOMMU_WRITE,
-      0,
-      sbaCoherenceVa(dev, p),
-    );
+    const ci = vba < 0 ? sbaCoherenceVa(dev, p) : vba - off + k * PAGE_SIZE;
+    iommuMap(dev.iommuDomain!, iova + k * PAGE_SIZE, p, PAGE_SIZE, IOMMU_READ | IOMMU_WRITE, 0, ci);
   }
   return iova + off;
 }

@@ -436,8 +436,26 @@ export interface DmaFreeEvent extends EventBase {
   dir: number;
   /** The CPU address was a live allocation of this machine. */
   known: boolean;
-  /** User mappings of it still alive at the free (dma_mmap_*). */
-  userMaps: number;
+}
+
+export interface DmaMmapEvent extends EventBase {
+  type: 'dma-mmap';
+  device: string;
+  call: string;
+  /** The allocation's CPU address and DMA handle, and the size asked for. */
+  cpuAddr: number;
+  dmaAddr: number;
+  size: number;
+  /** The user mapping: process, VMA range, first page offset. */
+  pid: number;
+  vmStart: number;
+  vmEnd: number;
+  pgoff: number;
+  /** The seed-000 strategy used, and the attribute of the user mapping. */
+  strategy: string;
+  attr: MemAttr;
+  /** 0 or the negative errno returned. */
+  ret: number;
 }
 
 /** Every event dmalab emits. */
@@ -466,6 +484,7 @@ export type MachineEvent =
   | DmaSgEvent
   | DmaAllocEvent
   | DmaFreeEvent
+  | DmaMmapEvent
   | PteInstallEvent
   | PteRemoveEvent
   | PageFaultEvent
@@ -513,6 +532,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'dma-sync-sg',
   'dma-alloc',
   'dma-free',
+  'dma-mmap',
   'pte-install',
   'pte-remove',
   'page-fault',

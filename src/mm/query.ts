@@ -4,7 +4,7 @@
  */
 
 import type { Machine, MemAttr, UserVa } from '../machine/index.js';
-import { type Process, procHandle, type Vma, vmaHandle } from './handles.js';
+import { type File, type Process, procHandle, type Vma, vmaHandle } from './handles.js';
 import {
   attrOfBits,
   forEachPte,
@@ -15,7 +15,7 @@ import {
   ptePfn,
 } from './internal/pagetable.js';
 import { KERNEL_SPACE, mmState } from './internal/state.js';
-import { vmaAbove, vmaContaining } from './vma.js';
+import { filpColourPages, vmaAbove, vmaContaining } from './vma.js';
 
 /** A PTE as plain facts. */
 export interface PteInfo {
@@ -88,4 +88,16 @@ export function processVmas(proc: Process): Vma[] {
 /** Every process the machine has spawned (running or not), by pid. */
 export function processes(m: Machine): Process[] {
   return [...mmState(m).procs.keys()].map((pid) => procHandle(m, pid));
+}
+
+/**
+ * Where shared mappings of `file` land modulo the cache congruence: the
+ * virtual offset of file offset 0 (PA-RISC's `arch_get_unmapped_area`
+ * colouring; always 0 on PIPT caches). A kernel alias at this colour is
+ * congruent with every user mapping of the file.
+ */
+export function sharedMappingColour(file: File): number {
+  const m = file.machine;
+  if (m.hw.cache.colours === 1) return 0;
+  return (filpColourPages(m, file.fMapping.id) * 4096) % m.profile.cache.congruence;
 }
