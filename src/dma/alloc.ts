@@ -36,7 +36,6 @@ import {
   type Gfp,
   getOrder,
   gfpflagsAllowBlocking,
-  iommuMap,
   type KernelVa,
   leaveCall,
   type Machine,
@@ -63,13 +62,7 @@ import {
 import { getDmaOps } from './api.js';
 import { archDmaPrepCoherent, devIsDmaCoherent } from './arch.js';
 import { physToDma } from './direct.js';
-import {
-  __iommuDmaMap,
-  __iommuDmaUnmap,
-  dmaInfoToProt,
-  iommuDmaAllocIova,
-  iommuDmaFreeIova,
-} from './iommu-dma.js';
+import { __iommuDmaMap, __iommuDmaUnmap, dmaInfoToProt, mapPageList } from './iommu-dma.js';
 import { sbaMapRange, sbaUnmapPhys } from './sba.js';
 import { dmaState, warnOnce } from './state.js';
 import {
@@ -507,19 +500,6 @@ function iommuAlloc(dev: Device, size: number, gfp: Gfp, attrs: number): DmaAllo
   return record(dev, va, handle, size, pages, got.cma ? 'cma' : 'buddy', remapped, attr, attrs);
 }
 
-/** Maps a page list at consecutive IOVAs of one range (`iommu_map_sgtable` of the allocation). */
-function mapPageList(dev: Device, pages: number[], prot: number, size: number): number {
-  const iova = iommuDmaAllocIova(dev, size, dev.state.coherentDmaMaskBits);
-  if (iova === 0) return DMA_MAPPING_ERROR;
-  for (let k = 0; k < pages.length; k++) {
-    if (iommuMap(dev.iommuDomain!, iova + k * PAGE_SIZE, pages[k]! * PAGE_SIZE, PAGE_SIZE, prot) !== 0) {
-      iommuDmaFreeIova(dev, iova, size);
-      return DMA_MAPPING_ERROR;
-    }
-  }
-  return iova;
-}
-
 /**
  * `sba_alloc()`: pages from the buddy allocator, zeroed through the cache,
  * mapped with the kernel alias's coherence index. With `colourVa` (seed
@@ -658,6 +638,52 @@ function emitFree(
     dir,
     known: r !== undefined,
   });
+}
+
+/** Emits `dma-alloc` or `dma-free` for a non-contiguous allocation. */
+export function emitNoncontig(
+  dev: Device,
+  call: string,
+  pages: number[] | null,
+  dmaAddr: number,
+  size: number,
+  gfp: Gfp,
+  attrs: number,
+  dir: number,
+  alloc: boolean,
+): void {
+  const m = dev.machine;
+  if (alloc && m.bus.wants['dma-alloc']) {
+    m.bus.emit({
+      type: 'dma-alloc',
+      device: dev.name,
+      call,
+      kind: 'noncontiguous',
+      cpuAddr: 0,
+      dmaAddr: pages === null ? 0 : dmaAddr,
+      phys: pages === null ? -1 : pages[0]! * PAGE_SIZE,
+      size,
+      gfp,
+      attrs,
+      dir,
+      attr: 'cached',
+      pages: pages === null ? [] : pages.slice(0, Math.ceil(size / PAGE_SIZE)),
+    });
+  }
+  if (!alloc && m.bus.wants['dma-free']) {
+    m.bus.emit({
+      type: 'dma-free',
+      device: dev.name,
+      call,
+      kind: 'noncontiguous',
+      cpuAddr: 0,
+      dmaAddr,
+      size,
+      attrs,
+      dir,
+      known: pages !== null,
+    });
+  }
 }
 
 /** Emits the `dma-alloc` event of a coherent allocation made outside `dmaAllocAttrs`. */
@@ -817,6 +843,15 @@ function badGfpForPages(dev: Device, gfp: Gfp, call: string): boolean {
 }
 
 /** Cacheable pages for later streaming-style use (`__dma_alloc_pages`). */
+export function dmaAllocPagesInner(
+  dev: Device,
+  size: number,
+  dir: DmaDataDirection,
+  gfp: Gfp,
+): DmaAllocRecord | null {
+  return allocPagesRecord(dev, size, dir, gfp, 'pages');
+}
+
 function allocPagesRecord(
   dev: Device,
   size: number,

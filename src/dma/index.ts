@@ -51,6 +51,13 @@ export {
   dmaMmapPages,
   dmaMmapWc,
 } from './mmap.js';
+export {
+  dmaAllocNoncontiguous,
+  dmaFreeNoncontiguous,
+  dmaMmapNoncontiguous,
+  dmaVmapNoncontiguous,
+  dmaVunmapNoncontiguous,
+} from './noncontig.js';
 export type { DmaMapOps } from './ops.js';
 export { sbaIovaSpace } from './sba.js';
 export {

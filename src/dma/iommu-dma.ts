@@ -256,3 +256,16 @@ export const iommuDmaOps: DmaMapOps = {
   needSync: () => true,
   canMmap: () => true,
 };
+
+/** Maps a page list at consecutive IOVAs of one range (`iommu_map_sgtable` of the allocation). */
+export function mapPageList(dev: Device, pages: number[], prot: number, size: number): number {
+  const iova = iommuDmaAllocIova(dev, size, dev.state.coherentDmaMaskBits);
+  if (iova === 0) return DMA_MAPPING_ERROR;
+  for (let k = 0; k < pages.length; k++) {
+    if (iommuMap(dev.iommuDomain!, iova + k * PAGE_SIZE, pages[k]! * PAGE_SIZE, PAGE_SIZE, prot) !== 0) {
+      iommuDmaFreeIova(dev, iova, size);
+      return DMA_MAPPING_ERROR;
+    }
+  }
+  return iova;
+}

@@ -408,7 +408,7 @@ export interface DmaAllocEvent extends EventBase {
   type: 'dma-alloc';
   device: string;
   call: string;
-  kind: 'coherent' | 'noncoherent' | 'pages';
+  kind: 'coherent' | 'noncoherent' | 'pages' | 'noncontiguous';
   /** CPU address (or page cookie); 0 when the allocation failed. */
   cpuAddr: number;
   dmaAddr: number;
@@ -428,7 +428,7 @@ export interface DmaFreeEvent extends EventBase {
   type: 'dma-free';
   device: string;
   call: string;
-  kind: 'coherent' | 'noncoherent' | 'pages';
+  kind: 'coherent' | 'noncoherent' | 'pages' | 'noncontiguous';
   cpuAddr: number;
   dmaAddr: number;
   size: number;
