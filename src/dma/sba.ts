@@ -25,6 +25,7 @@ import {
   reportFinding,
   SIZE_MAX,
 } from '../machine/index.js';
+import { processes, processPtes } from '../mm/index.js';
 import type { DmaMapOps } from './ops.js';
 import { dmaState } from './state.js';
 import { DMA_ATTR_MMIO, DMA_MAPPING_ERROR, type DmaDataDirection, maskLimit } from './types.js';
@@ -98,13 +99,28 @@ export function sbaCoherenceVa(dev: Device, phys: number): number {
   const m = dev.machine;
   const isRam = phys < m.options.ramBytes;
   if (isRam) return physToVirt(phys);
-  // Page-less memory (seed 001): the machine's ciPolicy decides.
+  // Memory outside RAM (seed 001's page-less entries): the machine's ciPolicy decides.
   switch (m.options.ciPolicy) {
     case 'zero':
+      // An untouched line of the kernel: coherent with nobody's alias.
       return 0;
-    default:
+    case 'user': {
+      // The user's alias of the frame, where a process maps it; the kernel's otherwise.
+      const va = userAliasOf(m, Math.floor(phys / PAGE_SIZE));
+      return va >= 0 ? va : physToVirt(phys);
+    }
+    case 'kernel':
       return physToVirt(phys);
   }
+}
+
+/** The first user virtual address (over all processes) whose PTE maps `pfn`, or -1. */
+function userAliasOf(m: Machine, pfn: number): number {
+  for (const proc of processes(m)) {
+    if (!proc.alive) continue;
+    for (const [va, pte] of processPtes(proc)) if (pte.pfn === pfn) return va;
+  }
+  return -1;
 }
 
 /** `sba_map_single()` for a physical range. */
