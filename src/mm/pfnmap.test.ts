@@ -162,6 +162,36 @@ describe('remap_pfn_range', () => {
   });
 });
 
+describe('PAT on x86', () => {
+  it('keeps RAM write-back in PFN maps whatever the driver asks; device memory and other architectures keep the request', () => {
+    const rows = ['x86_64', 'arm64-noncoherent', 'parisc'].map((profile) => {
+      const m = machine(profile);
+      const ram = allocPages(m, GFP_KERNEL, 0)!;
+      const dev = addDevice(m, { name: 'bar', deviceMemoryBytes: 1 << 20 });
+      const io = physToPfn(dev.deviceMemory!.phys);
+      withMmap(m, '/dev/uc', (vma) =>
+        remapPfnRange(
+          vma,
+          vma.vmStart,
+          vma.vmPgoff === 0 ? ram : io,
+          4096,
+          pgprotNoncached(m, vma.vmPageProt),
+        ),
+      );
+      const p = spawnProcess(m, 'p');
+      const fd = sysOpen(p, '/dev/uc');
+      const a = sysMmap(p, 0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+      const b = sysMmap(p, 0, 4096, PROT_READ, MAP_SHARED, fd, 4096);
+      return [profile, pteLookup(p, a)!.attr, pteLookup(p, b)!.attr];
+    });
+    expect(rows).toEqual([
+      ['x86_64', 'cached', 'uncached'],
+      ['arm64-noncoherent', 'uncached', 'uncached'],
+      ['parisc', 'uncached', 'uncached'],
+    ]);
+  });
+});
+
 describe('shooting PTEs down', () => {
   it('zap_vma_ptes zaps only inside a VM_PFNMAP VMA', () => {
     const m = machine();

@@ -30,6 +30,7 @@ import {
   type Page,
   pageAlign,
   pageRefCount,
+  pfnIsRam,
   pfnValid,
   reportFinding,
   ULONG_MAX,
@@ -66,6 +67,18 @@ import { findArea, vmallocToPage } from './vmalloc.js';
 function checkPfn(pfn: number, what: string): void {
   if (!Number.isInteger(pfn) || pfn < 0)
     throw new DmalabError(`${what}: pfn must be a non-negative integer, got ${pfn}`);
+}
+
+/**
+ * x86 PAT (`track_pfn_remap`/`pfnmap_setup_cachemode`): a PFN map of RAM
+ * takes the memory type the RAM already has — write-back, as dmalab never
+ * changes it — whatever the driver asked for, so x86 never gets a cached and
+ * an uncached alias of RAM this way. Device memory keeps the request.
+ */
+function patProt(m: Machine, pfn: number, pages: number, prot: Pgprot): Pgprot {
+  if (m.profile.arch !== 'x86' || prot.attr === 'cached') return prot;
+  for (let i = 0; i < pages; i++) if (pfnIsRam(m, pfn + i)) return { ...prot, attr: 'cached' };
+  return prot;
 }
 
 function bug(m: Machine, message: string, details: Record<string, unknown>): void {
@@ -121,16 +134,9 @@ function remapInner(vma: Vma, addr: number, pfn: number, size: number, prot: Pgp
     );
     return -EINVAL;
   }
-  pteInstall(
-    m,
-    sp,
-    p.name,
-    addr,
-    (end - addr) / PAGE_SIZE,
-    (i) => pfn + i,
-    bitsOfProt(prot) | PTE_SPECIAL,
-    'remap',
-  );
+  const pages = (end - addr) / PAGE_SIZE;
+  const bits = bitsOfProt(patProt(m, pfn, pages, prot)) | PTE_SPECIAL;
+  pteInstall(m, sp, p.name, addr, pages, (i) => pfn + i, bits, 'remap');
   return 0;
 }
 
@@ -191,7 +197,7 @@ function insertPfn(vma: Vma, addr: number, pfn: number, prot: Pgprot): VmFaultT 
   const { p, sp } = spaceOf(m, v);
   const page = addr - (addr % PAGE_SIZE);
   if (ptePfn(sp, page) >= 0) return VM_FAULT_NOPAGE;
-  pteInstall(m, sp, p.name, page, 1, () => pfn, bitsOfProt(prot) | PTE_SPECIAL, 'insert');
+  pteInstall(m, sp, p.name, page, 1, () => pfn, bitsOfProt(patProt(m, pfn, 1, prot)) | PTE_SPECIAL, 'insert');
   return VM_FAULT_NOPAGE;
 }
 

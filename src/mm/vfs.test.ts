@@ -279,8 +279,14 @@ describe('ioctl, read, write and uaccess', () => {
     expect(kernelRead(m, kbuf, 8)).toEqual(new Uint8Array(8));
     expect(p.alive).toBe(true);
     // A copy that crosses into unmapped memory stops there and reports the rest.
+    kernelWrite(m, kbuf, Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]));
+    userWrite(p, ubuf + 4090, Uint8Array.from([5, 5, 5, 5, 5, 5]));
     expect(copyFromUser(p, kbuf, ubuf + 4090, 10)).toBe(4);
-    expect(kernelRead(m, kbuf, 8)).toEqual(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0]));
+    expect(kernelRead(m, kbuf, 10)).toEqual(Uint8Array.from([5, 5, 5, 5, 5, 5, 0, 0, 0, 0]));
+    // A range reaching beyond user space copies nothing and zeroes the destination (access_ok).
+    kernelWrite(m, kbuf, Uint8Array.from([1, 1]));
+    expect(copyFromUser(p, kbuf, 2 ** 47 - 1, 2)).toBe(2);
+    expect(kernelRead(m, kbuf, 2)).toEqual(new Uint8Array(2));
     expect(sysIoctl(spawnProcess(m, 'x'), fd, 1, 0)).toBe(-9);
     kfree(m, kbuf);
     expect(findings(m)).toEqual([]);
