@@ -77,7 +77,7 @@ import { pteClearRange } from './internal/pagetable.js';
 import { tableById, tableId } from './internal/registry.js';
 import { type FileState, mmState, nextId, type ProcState, withMmapLock } from './internal/state.js';
 import { vmGetPageProt } from './pgprot.js';
-import { getUnmappedArea, insertVma, rangeFree, removeVma, unmapRange } from './vma.js';
+import { announceVma, getUnmappedArea, insertVma, rangeFree, removeVma, unmapRange } from './vma.js';
 
 /**
  * Registers a character device at `path` with its file operations
@@ -298,22 +298,17 @@ function doMmap(
     if (r !== 0) return r;
   }
   if (anon && !shared) pgoff = at / PAGE_SIZE;
-  const v = insertVma(
-    m,
-    p,
-    {
-      start: at,
-      end: at + len,
-      flags: vmFlags,
-      pgoff,
-      prot: { ...vmGetPageProt(vmFlags) },
-      ops: -1,
-      priv: undefined,
-      file: file === null ? -1 : file.id,
-      kind: anon ? 'anon' : 'file',
-    },
-    'mmap',
-  );
+  const v = insertVma(m, p, {
+    start: at,
+    end: at + len,
+    flags: vmFlags,
+    pgoff,
+    prot: { ...vmGetPageProt(vmFlags) },
+    ops: -1,
+    priv: undefined,
+    file: file === null ? -1 : file.id,
+    kind: anon ? 'anon' : 'file',
+  });
   if (file !== null) {
     const mmapOp = fopsOf(m, file).mmap!;
     const r = mmapOp(fileHandle(m, file.id), vmaHandle(m, v.id), proc);
@@ -329,6 +324,7 @@ function doMmap(
     }
   }
   if (v.flags & VM_LOCKED && v.flags & VM_SPECIAL) v.flags &= ~VM_LOCKED_MASK;
+  announceVma(m, p, v);
   if ((flags & MAP_POPULATE && !(flags & MAP_NONBLOCK)) || v.flags & VM_LOCKED) {
     mmPopulate(m, p, at, at + len, true);
   }
