@@ -82,6 +82,9 @@ describe('kmalloc size classes and alignment', () => {
     const big = kmalloc(m, 3000, GFP_KERNEL)!;
     expect(big % 4096).toBe(0);
     expect(ksize(m, big)).toBe(4096);
+    const large = kmalloc(m, 20000, GFP_KERNEL)!;
+    expect(ksize(m, large)).toBe(32768);
+    expect(kmallocObject(m, large + 20000)).toEqual({ start: large, size: 32768 });
     const dma = kmalloc(m, 64, GFP_DMA)!;
     expect(pageZone(m, virtToPage(dma))).toBe('DMA');
     expect(findings(m)).toEqual([]);

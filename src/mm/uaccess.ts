@@ -269,7 +269,11 @@ function checkRange(va: number, length: number, what: string): void {
   }
 }
 
-/** The process's own load of `length` bytes at `va`: the bytes, or null when the access killed it (or it is dead). */
+/**
+ * The process's own load of `length` bytes at `va`: the bytes, or null when
+ * the access killed it (SIGSEGV/SIGBUS recorded), never completes
+ * (FAULT_LIVELOCK recorded), or the process is already dead.
+ */
 export function userRead(proc: Process, va: UserVa | number, length: number): Uint8Array | null {
   const m = proc.machine;
   return apiCall(m, 'userRead', () => {
@@ -284,7 +288,7 @@ export function userRead(proc: Process, va: UserVa | number, length: number): Ui
   });
 }
 
-/** The process's own store of `bytes` at `va`: false when the access killed it (or it is dead). */
+/** The process's own store of `bytes` at `va`: false when it did not complete (see `userRead`). */
 export function userWrite(proc: Process, va: UserVa | number, bytes: Uint8Array): boolean {
   const m = proc.machine;
   return apiCall(m, 'userWrite', () => {

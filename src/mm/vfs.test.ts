@@ -28,7 +28,7 @@ import { kernelRead, kernelWrite } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { remapPfnRange, vmfInsertPfn } from './pfnmap.js';
 import { exitProcess, spawnProcess } from './process.js';
-import { processPteCount, processVmas, pteLookup } from './query.js';
+import { findVma, processPteCount, processVmas, pteLookup, vmaLookup } from './query.js';
 import { copyFromUser, copyToUser, userRead, userWrite } from './uaccess.js';
 import {
   passFd,
@@ -225,6 +225,10 @@ describe('munmap and VMA splits', () => {
     ]);
     expect([0, 1, 2].map((i) => pteLookup(p, va + i * 4096) !== null)).toEqual([true, false, true]);
     expect(mmInvariants(p)).toEqual([]);
+    // vma_lookup finds the containing VMA only; find_vma the first one ending above the address.
+    expect(vmaLookup(p, va + 4096)).toBeNull();
+    expect(findVma(p, va + 4096)).toBe(processVmas(p)[1]);
+    expect(vmaLookup(p, va + 100)).toBe(processVmas(p)[0]);
     // Unmapping a hole is fine; bad arguments are not.
     expect(sysMunmap(p, va + 4096, 4096)).toBe(0);
     expect(sysMunmap(p, va + 1, 4096)).toBe(-22);
