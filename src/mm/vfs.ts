@@ -64,17 +64,19 @@ import {
 } from './consts.js';
 import { mmPopulate } from './gup.js';
 import {
+  type File,
   type FileOperations,
   FOPS_MEMBERS,
   fileHandle,
   inodeHandle,
   type LoffT,
   type Process,
+  type Vma,
   vmaHandle,
 } from './handles.js';
 import { fput, getFile } from './internal/files.js';
 import { pteClearRange } from './internal/pagetable.js';
-import { tableById, tableId } from './internal/registry.js';
+import { assertPlainData, tableById, tableId } from './internal/registry.js';
 import { type FileState, mmState, nextId, type ProcState, withMmapLock } from './internal/state.js';
 import { vmGetPageProt } from './pgprot.js';
 import { announceVma, getUnmappedArea, insertVma, rangeFree, removeVma, unmapRange } from './vma.js';
@@ -386,4 +388,100 @@ export function sysRead(proc: Process, fd: number, buf: UserVa | number, count: 
 /** `write()`: calls the driver's `write(file, buf, count, ppos)`. */
 export function sysWrite(proc: Process, fd: number, buf: UserVa | number, count: number): number {
   return rw(proc, fd, buf, count, true);
+}
+
+/**
+ * A file not reached by a path, for objects like dma-bufs (kernel:
+ * `anon_inode_getfile`; here each file gets its own inode and address
+ * space, as `dma_buf_getfile`'s `alloc_anon_inode` gives). The file holds
+ * one reference, which `fdInstall` hands to an fd or `fput` drops; its
+ * driver's `release` runs when the last reference goes.
+ */
+export function anonInodeGetfile(
+  m: Machine,
+  name: string,
+  fops: FileOperations,
+  priv: unknown = undefined,
+  flags: number = O_RDWR,
+): File {
+  return apiCall(m, 'anon_inode_getfile', () => {
+    const fopsId = tableId(fops, 'fops', FOPS_MEMBERS);
+    assertPlainData(priv, 'privateData');
+    const st = mmState(m);
+    const inodeId = nextId(st);
+    const mappingId = nextId(st);
+    st.inodes.set(inodeId, {
+      id: inodeId,
+      path: `anon_inode:${name}`,
+      fops: fopsId,
+      mapping: mappingId,
+      registered: false,
+    });
+    st.mappings.set(mappingId, { id: mappingId, inode: inodeId, vmas: [] });
+    const id = nextId(st);
+    st.files.set(id, { id, inode: inodeId, refs: 1, accmode: flags & O_ACCMODE, priv, pos: 0 });
+    return fileHandle(m, id);
+  });
+}
+
+/**
+ * `get_unused_fd_flags()` + `fd_install()`: gives the caller's reference on
+ * `file` to the process's lowest free fd, and returns the fd.
+ */
+export function fdInstall(proc: Process, file: File): number {
+  const m = proc.machine;
+  return apiCall(m, 'fd_install', () => {
+    const p = running(proc);
+    if (p === null) return -ESRCH;
+    const fd = lowestFreeFd(p);
+    p.fds.set(fd, file.state.id);
+    return fd;
+  });
+}
+
+/** `fget()`: the file open at `fd`, with a reference taken (drop it with `fput`), or null. */
+export function fget(proc: Process, fd: number): File | null {
+  const m = proc.machine;
+  return apiCall(m, 'fget', () => {
+    const p = running(proc);
+    const id = p?.fds.get(fd);
+    if (id === undefined) return null;
+    getFile(m, id);
+    return fileHandle(m, id);
+  });
+}
+
+/** `get_file()`: takes another reference on an open file. */
+export function getFileRef(file: File): File {
+  apiCall(file.machine, 'get_file', () => getFile(file.machine, file.state.id));
+  return file;
+}
+
+/** `fput()`: drops a reference; the driver's `release` runs when it was the last. */
+export function fputFile(file: File): void {
+  apiCall(file.machine, 'fput', () => fput(file.machine, file.state.id));
+}
+
+/**
+ * `vma_set_file()`: makes a VMA map another file (as `dma_buf_mmap` does
+ * from an exporter's mmap): the new file's reference is taken, the old one
+ * dropped, and the VMA moves to the new file's address space, so
+ * `unmapMappingRange` on that one reaches it.
+ */
+export function vmaSetFile(vma: Vma, file: File): void {
+  const m = vma.machine;
+  apiCall(m, 'vma_set_file', () => {
+    const st = mmState(m);
+    const v = vma.state;
+    const nf = file.state;
+    getFile(m, nf.id);
+    const old = v.file;
+    if (old >= 0) {
+      const mp = st.mappings.get(st.inodes.get(st.files.get(old)!.inode)!.mapping)!;
+      mp.vmas.splice(mp.vmas.indexOf(v.id), 1);
+    }
+    v.file = nf.id;
+    st.mappings.get(st.inodes.get(nf.inode)!.mapping)!.vmas.push(v.id);
+    if (old >= 0) fput(m, old);
+  });
 }
