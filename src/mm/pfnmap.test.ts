@@ -32,6 +32,7 @@ import type { FileOperations, Vma } from './handles.js';
 import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
+  followPfnmapStart,
   ioRemapPfnRange,
   remapPfnRange,
   remapVmallocRange,

@@ -52,9 +52,14 @@ import {
 } from './consts.js';
 import type { AddressSpace, Vma } from './handles.js';
 import {
+  attrOfBits,
   bitsOfProt,
   PTE_ANON,
+  PTE_EXEC,
+  PTE_READ,
   PTE_SPECIAL,
+  PTE_WRITE,
+  pteBits,
   pteClearRange,
   pteCountRange,
   pteInstall,
@@ -425,5 +430,43 @@ export function unmapMappingRange(
     const hba = Math.floor(holeBegin / PAGE_SIZE);
     const hlen = Math.ceil(holeLen / PAGE_SIZE);
     unmapPagesInner(mapping, hba, hlen, Boolean(evenCows));
+  });
+}
+
+/** What `follow_pfnmap_start()` finds. */
+export interface FollowPfnmapArgs {
+  pfn: number;
+  pgprot: Pgprot;
+  writable: boolean;
+  special: boolean;
+}
+
+/**
+ * `follow_pfnmap_start()`: the frame a VM_IO|VM_PFNMAP VMA maps at
+ * `address`, without taking any reference (what drivers use instead of GUP
+ * on PFN maps); -EINVAL for other VMAs, addresses outside the VMA, or no PTE.
+ * dmalab holds no lock, so there is no `follow_pfnmap_end`.
+ */
+export function followPfnmapStart(vma: Vma, address: UserVa | number): FollowPfnmapArgs | number {
+  const m = vma.machine;
+  return apiCall(m, 'follow_pfnmap_start', () => {
+    const v = vma.state;
+    if ((v.flags & (VM_IO | VM_PFNMAP)) === 0 || address < v.start || address >= v.end) return -EINVAL;
+    const { sp } = spaceOf(m, v);
+    const page = address - (address % PAGE_SIZE);
+    const pfn = ptePfn(sp, page);
+    if (pfn < 0) return -EINVAL;
+    const bits = pteBits(sp, page);
+    return {
+      pfn,
+      pgprot: {
+        attr: attrOfBits(bits),
+        read: (bits & PTE_READ) !== 0,
+        write: (bits & PTE_WRITE) !== 0,
+        exec: (bits & PTE_EXEC) !== 0,
+      },
+      writable: (bits & PTE_WRITE) !== 0,
+      special: (bits & PTE_SPECIAL) !== 0,
+    };
   });
 }
