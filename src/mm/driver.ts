@@ -226,7 +226,7 @@ export function devresRelease<T>(dev: Device, kind: string, match?: (data: T) =>
   });
 }
 
-/** Managed resources on a device, newest last (for tests and reports). */
+/** Managed resources on a device, newest last (dmalab helper, for tests and reports). */
 export function devresList(dev: Device): readonly { kind: string; data: unknown }[] {
   return mmState(dev.machine).devs.get(dev.id)?.devres.slice() ?? [];
 }
