@@ -287,10 +287,7 @@ function doMmap(
       vmFlags |= VM_SHARED | VM_MAYSHARE;
       if (!writable(file)) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
     }
-  } else if (shared) {
-    vmFlags |= VM_SHARED | VM_MAYSHARE;
-    pgoff = 0;
-  }
+  } else if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
   const mappingId = file === null ? -1 : st.inodes.get(file.inode)!.mapping;
   const at = getUnmappedArea(m, p, mappingId, addr, len, pgoff, flags);
   if (at < 0) return at;
@@ -299,7 +296,8 @@ function doMmap(
     const r = unmapRange(m, p, at, at + len, 'munmap');
     if (r !== 0) return r;
   }
-  if (anon && !shared) pgoff = at / PAGE_SIZE;
+  // Anonymous memory ignores the offset (after get_unmapped_area has seen it, as in do_mmap).
+  if (anon) pgoff = shared ? 0 : at / PAGE_SIZE;
   const v = insertVma(m, p, {
     start: at,
     end: at + len,
