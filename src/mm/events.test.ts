@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { machine } from '../../test/mm-kit.js';
 import { addDevice, allocPages, GFP_KERNEL, type MachineEvent } from '../machine/index.js';
 import { FOLL_WRITE, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from './consts.js';
 import { bindDriver, registerDriver, unbindDriver } from './driver.js';
 import { pinUserPages, unpinUserPages } from './gup.js';
-import { machine } from './internal/testing.js';
 import { kernelWrite } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { remapPfnRange } from './pfnmap.js';

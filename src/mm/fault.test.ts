@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   addDevice,
   allocPages,
@@ -34,7 +35,6 @@ import {
   type VmOperationsStruct,
   vmFlagsSet,
 } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { unmapMappingRange, vmfInsertMixed, vmfInsertPfn, vmfInsertPfnProt, vmInsertPage } from './pfnmap.js';
 import { PAGE_READONLY, PAGE_SHARED } from './pgprot.js';

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, MiB, machine } from '../../test/mm-kit.js';
 import {
   __GFP_DMA32,
   __GFP_NOWARN,
@@ -12,7 +13,6 @@ import {
   pageZone,
   virtToPage,
 } from '../machine/index.js';
-import { findings, MiB, machine } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
   kfree,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   addDevice,
   allocPages,
@@ -29,7 +30,6 @@ import {
 } from './consts.js';
 import { getUserPages, pagePinCount, pinnedPageCount, pinUserPages, unpinUserPages } from './gup.js';
 import type { FileOperations, Vma } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
   followPfnmapStart,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   allocPages,
   GFP_KERNEL,
@@ -23,7 +24,6 @@ import {
 } from './consts.js';
 import { mlock, munlock } from './gup.js';
 import type { FileOperations, VmOperationsStruct } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { remapPfnRange, unmapMappingRange, vmfInsertPfn } from './pfnmap.js';
