@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { findings, machine } from '../../test/mm-kit.js';
 import { addDevice, type Device, GFP_KERNEL, pageIsAllocated, virtToPage } from '../machine/index.js';
 import {
   BUS_NOTIFY_BIND_DRIVER,
@@ -23,7 +24,6 @@ import {
   registerDriver,
   unbindDriver,
 } from './driver.js';
-import { findings, machine } from './internal/testing.js';
 import { kernelRead } from './kaccess.js';
 
 const trace: string[] = [];

@@ -190,11 +190,11 @@ export function devresAdd(dev: Device, kind: string, data: unknown): void {
   if (!releases.has(kind))
     throw new DmalabError(`devres kind '${kind}' has no registered release`, { field: 'kind' });
   assertPlainData(data, 'devres data');
-  binding(dev).devres.push({ kind, data });
+  apiCall(dev.machine, 'devres_add', () => binding(dev).devres.push({ kind, data }));
 }
 
 function find(dev: Device, kind: string, match?: (data: unknown) => boolean): number {
-  const list = binding(dev).devres;
+  const list = mmState(dev.machine).devs.get(dev.id)?.devres ?? [];
   for (let i = list.length - 1; i >= 0; i--) {
     const r = list[i]!;
     if (r.kind === kind && (match === undefined || match(r.data))) return i;
@@ -208,29 +208,35 @@ function find(dev: Device, kind: string, match?: (data: unknown) => boolean): nu
  * dmam_free_* "no matching devres" case).
  */
 export function devresRemove<T>(dev: Device, kind: string, match?: (data: T) => boolean): T | null {
-  const i = find(dev, kind, match as ((d: unknown) => boolean) | undefined);
-  if (i < 0) return null;
-  return binding(dev).devres.splice(i, 1)[0]!.data as T;
+  return apiCall(dev.machine, 'devres_remove', () => {
+    const i = find(dev, kind, match as ((d: unknown) => boolean) | undefined);
+    if (i < 0) return null;
+    return binding(dev).devres.splice(i, 1)[0]!.data as T;
+  });
 }
 
 /** `devres_release()`: removes the newest matching resource and runs its release; 0 or -ENOENT. */
 export function devresRelease<T>(dev: Device, kind: string, match?: (data: T) => boolean): number {
-  const i = find(dev, kind, match as ((d: unknown) => boolean) | undefined);
-  if (i < 0) return -ENOENT;
-  const r = binding(dev).devres.splice(i, 1)[0]!;
-  releases.get(kind)!(dev, r.data);
-  return 0;
+  return apiCall(dev.machine, 'devres_release', () => {
+    const i = find(dev, kind, match as ((d: unknown) => boolean) | undefined);
+    if (i < 0) return -ENOENT;
+    const r = binding(dev).devres.splice(i, 1)[0]!;
+    releases.get(kind)!(dev, r.data);
+    return 0;
+  });
 }
 
-/** Managed resources on a device, newest last (for tests and reports). */
+/** Managed resources on a device, newest last (dmalab helper, for tests and reports). */
 export function devresList(dev: Device): readonly { kind: string; data: unknown }[] {
-  return binding(dev).devres.slice();
+  return mmState(dev.machine).devs.get(dev.id)?.devres.slice() ?? [];
 }
 
 /** `dev_set_drvdata()`: plain data. */
 export function devSetDrvdata(dev: Device, data: unknown): void {
   assertPlainData(data, 'drvdata');
-  binding(dev).drvdata = data;
+  apiCall(dev.machine, 'dev_set_drvdata', () => {
+    binding(dev).drvdata = data;
+  });
 }
 
 /** `dev_get_drvdata()`. */

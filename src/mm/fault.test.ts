@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   addDevice,
   allocPages,
@@ -17,6 +18,7 @@ import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
+  PROT_NONE,
   PROT_READ,
   PROT_WRITE,
   VM_FAULT_NOPAGE,
@@ -33,7 +35,6 @@ import {
   type VmOperationsStruct,
   vmFlagsSet,
 } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { unmapMappingRange, vmfInsertMixed, vmfInsertPfn, vmfInsertPfnProt, vmInsertPage } from './pfnmap.js';
 import { PAGE_READONLY, PAGE_SHARED } from './pgprot.js';
@@ -363,5 +364,24 @@ describe('anonymous memory', () => {
     expect(pinUserPages(p, va + 4096, 1, 0, pages)).toBe(1);
     expect(pages[0]).toBe(zero.pfn);
     expect(mmInvariants(p)).toEqual([]);
+  });
+
+  it('delivers SEGV_ACCERR for accesses the VMA forbids and SEGV_MAPERR outside every VMA', () => {
+    const m = machine();
+    const codes: string[] = [];
+    m.bus.on('signal', (e) => codes.push(`${e.owner} ${e.code} ${e.va === 0 ? 0 : 'va'}`));
+    const a = spawnProcess(m, 'none');
+    const none = sysMmap(a, 0, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(userRead(a, none, 1)).toBeNull();
+    const b = spawnProcess(m, 'ro');
+    const ro = sysMmap(b, 0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(userRead(b, ro, 1)).toEqual(new Uint8Array(1));
+    expect(userWrite(b, ro, new Uint8Array(1))).toBe(false);
+    const c = spawnProcess(m, 'null');
+    expect(userRead(c, 0, 8)).toBeNull();
+    expect(codes).toEqual(['none SEGV_ACCERR va', 'ro SEGV_ACCERR va', 'null SEGV_MAPERR 0']);
+    expect(findings(m)[1]).toBe(
+      `SIGSEGV: ro[2]: segfault at 0x${ro.toString(16)} (write: SEGV_ACCERR, the mapping does not permit it)`,
+    );
   });
 });

@@ -289,18 +289,23 @@ function cached<T>(map: Map<number, T>, id: number, make: () => T): T {
   return h;
 }
 
+/** The one `Process` handle of a pid on this machine (internal). */
 export function procHandle(m: Machine, pid: number): Process {
   return cached(cacheOf(m).procs, pid, () => new Process(m, pid));
 }
+/** The one `Vma` handle of an id (internal). */
 export function vmaHandle(m: Machine, id: number): Vma {
   return cached(cacheOf(m).vmas, id, () => new Vma(m, id));
 }
+/** The one `File` handle of an id (internal). */
 export function fileHandle(m: Machine, id: number): File {
   return cached(cacheOf(m).files, id, () => new File(m, id));
 }
+/** The one `Inode` handle of an id (internal). */
 export function inodeHandle(m: Machine, id: number): Inode {
   return cached(cacheOf(m).inodes, id, () => new Inode(m, id));
 }
+/** The one `AddressSpace` handle of an id (internal). */
 export function mappingHandle(m: Machine, id: number): AddressSpace {
   return cached(cacheOf(m).mappings, id, () => new AddressSpace(m, id));
 }

@@ -9,7 +9,6 @@ export * from './cacheflush.js';
 export { FAULT_LIVELOCK, OOM_KILL, USE_AFTER_FREE } from './codes.js';
 export * from './consts.js';
 export * from './driver.js';
-export { zeroPagePfn } from './fault.js';
 export * from './gup.js';
 export {
   AddressSpace,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, MiB, machine } from '../../test/mm-kit.js';
 import {
   GFP_KERNEL,
   isLinearMapVa,
@@ -10,7 +11,6 @@ import {
   VMALLOC_START,
 } from '../machine/index.js';
 import { THREAD_SIZE } from './consts.js';
-import { findings, MiB, machine } from './internal/testing.js';
 import {
   __end_rodata,
   __start_rodata,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, MiB, machine } from '../../test/mm-kit.js';
 import {
   __GFP_DMA32,
   __GFP_NOWARN,
@@ -12,7 +13,6 @@ import {
   pageZone,
   virtToPage,
 } from '../machine/index.js';
-import { findings, MiB, machine } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
   kfree,
@@ -82,6 +82,9 @@ describe('kmalloc size classes and alignment', () => {
     const big = kmalloc(m, 3000, GFP_KERNEL)!;
     expect(big % 4096).toBe(0);
     expect(ksize(m, big)).toBe(4096);
+    const large = kmalloc(m, 20000, GFP_KERNEL)!;
+    expect(ksize(m, large)).toBe(32768);
+    expect(kmallocObject(m, large + 20000)).toEqual({ start: large, size: 32768 });
     const dma = kmalloc(m, 64, GFP_DMA)!;
     expect(pageZone(m, virtToPage(dma))).toBe('DMA');
     expect(findings(m)).toEqual([]);

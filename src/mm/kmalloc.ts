@@ -218,8 +218,14 @@ function findOwner(m: Machine, va: number): Found | null {
     const slab = k.slabs.get(head);
     if (slab !== undefined && slab.order === order) return { slabHead: head, slab, large: null };
   }
-  const large = k.large.get(pfn);
-  if (large !== undefined) return { slabHead: pfn, slab: null, large };
+  // A large allocation is a naturally aligned block of 2^order pages.
+  for (let order = 0; order <= MAX_PAGE_ORDER; order++) {
+    const head = Math.floor(pfn / 2 ** order) * 2 ** order;
+    const large = k.large.get(head);
+    if (large !== undefined && large.order >= order && pfn < head + 2 ** large.order) {
+      return { slabHead: head, slab: null, large };
+    }
+  }
   return null;
 }
 

@@ -8,6 +8,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   __GFP_ZERO,
   allocPages,
@@ -28,7 +29,6 @@ import {
 } from './consts.js';
 import { mlock, pinnedPageCount, pinUserPages, unpinUserPages } from './gup.js';
 import type { AddressSpace, FileOperations, Vma } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { remapPfnRange, unmapMappingRange, vmfInsertMixed, vmfInsertPfn, zapVmaPtes } from './pfnmap.js';
 import { exitProcess, spawnProcess } from './process.js';
 import { processPteCount, processVmas } from './query.js';

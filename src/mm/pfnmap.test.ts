@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   addDevice,
   allocPages,
@@ -29,9 +30,9 @@ import {
 } from './consts.js';
 import { getUserPages, pagePinCount, pinnedPageCount, pinUserPages, unpinUserPages } from './gup.js';
 import type { FileOperations, Vma } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
+  followPfnmapStart,
   ioRemapPfnRange,
   remapPfnRange,
   remapVmallocRange,
@@ -159,6 +160,36 @@ describe('remap_pfn_range', () => {
       special: true,
       anon: false,
     });
+  });
+});
+
+describe('PAT on x86', () => {
+  it('keeps RAM write-back in PFN maps whatever the driver asks; device memory and other architectures keep the request', () => {
+    const rows = ['x86_64', 'arm64-noncoherent', 'parisc'].map((profile) => {
+      const m = machine(profile);
+      const ram = allocPages(m, GFP_KERNEL, 0)!;
+      const dev = addDevice(m, { name: 'bar', deviceMemoryBytes: 1 << 20 });
+      const io = physToPfn(dev.deviceMemory!.phys);
+      withMmap(m, '/dev/uc', (vma) =>
+        remapPfnRange(
+          vma,
+          vma.vmStart,
+          vma.vmPgoff === 0 ? ram : io,
+          4096,
+          pgprotNoncached(m, vma.vmPageProt),
+        ),
+      );
+      const p = spawnProcess(m, 'p');
+      const fd = sysOpen(p, '/dev/uc');
+      const a = sysMmap(p, 0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+      const b = sysMmap(p, 0, 4096, PROT_READ, MAP_SHARED, fd, 4096);
+      return [profile, pteLookup(p, a)!.attr, pteLookup(p, b)!.attr];
+    });
+    expect(rows).toEqual([
+      ['x86_64', 'cached', 'uncached'],
+      ['arm64-noncoherent', 'uncached', 'uncached'],
+      ['parisc', 'uncached', 'uncached'],
+    ]);
   });
 });
 

@@ -30,6 +30,7 @@ import {
   type Page,
   pageAlign,
   pageRefCount,
+  pfnIsRam,
   pfnValid,
   reportFinding,
   ULONG_MAX,
@@ -51,9 +52,14 @@ import {
 } from './consts.js';
 import type { AddressSpace, Vma } from './handles.js';
 import {
+  attrOfBits,
   bitsOfProt,
   PTE_ANON,
+  PTE_EXEC,
+  PTE_READ,
   PTE_SPECIAL,
+  PTE_WRITE,
+  pteBits,
   pteClearRange,
   pteCountRange,
   pteInstall,
@@ -66,6 +72,18 @@ import { findArea, vmallocToPage } from './vmalloc.js';
 function checkPfn(pfn: number, what: string): void {
   if (!Number.isInteger(pfn) || pfn < 0)
     throw new DmalabError(`${what}: pfn must be a non-negative integer, got ${pfn}`);
+}
+
+/**
+ * x86 PAT (`track_pfn_remap`/`pfnmap_setup_cachemode`): a PFN map of RAM
+ * takes the memory type the RAM already has — write-back, as dmalab never
+ * changes it — whatever the driver asked for, so x86 never gets a cached and
+ * an uncached alias of RAM this way. Device memory keeps the request.
+ */
+function patProt(m: Machine, pfn: number, pages: number, prot: Pgprot): Pgprot {
+  if (m.profile.arch !== 'x86' || prot.attr === 'cached') return prot;
+  for (let i = 0; i < pages; i++) if (pfnIsRam(m, pfn + i)) return { ...prot, attr: 'cached' };
+  return prot;
 }
 
 function bug(m: Machine, message: string, details: Record<string, unknown>): void {
@@ -121,16 +139,9 @@ function remapInner(vma: Vma, addr: number, pfn: number, size: number, prot: Pgp
     );
     return -EINVAL;
   }
-  pteInstall(
-    m,
-    sp,
-    p.name,
-    addr,
-    (end - addr) / PAGE_SIZE,
-    (i) => pfn + i,
-    bitsOfProt(prot) | PTE_SPECIAL,
-    'remap',
-  );
+  const pages = (end - addr) / PAGE_SIZE;
+  const bits = bitsOfProt(patProt(m, pfn, pages, prot)) | PTE_SPECIAL;
+  pteInstall(m, sp, p.name, addr, pages, (i) => pfn + i, bits, 'remap');
   return 0;
 }
 
@@ -191,7 +202,7 @@ function insertPfn(vma: Vma, addr: number, pfn: number, prot: Pgprot): VmFaultT 
   const { p, sp } = spaceOf(m, v);
   const page = addr - (addr % PAGE_SIZE);
   if (ptePfn(sp, page) >= 0) return VM_FAULT_NOPAGE;
-  pteInstall(m, sp, p.name, page, 1, () => pfn, bitsOfProt(prot) | PTE_SPECIAL, 'insert');
+  pteInstall(m, sp, p.name, page, 1, () => pfn, bitsOfProt(patProt(m, pfn, 1, prot)) | PTE_SPECIAL, 'insert');
   return VM_FAULT_NOPAGE;
 }
 
@@ -419,5 +430,43 @@ export function unmapMappingRange(
     const hba = Math.floor(holeBegin / PAGE_SIZE);
     const hlen = Math.ceil(holeLen / PAGE_SIZE);
     unmapPagesInner(mapping, hba, hlen, Boolean(evenCows));
+  });
+}
+
+/** What `follow_pfnmap_start()` finds. */
+export interface FollowPfnmapArgs {
+  pfn: number;
+  pgprot: Pgprot;
+  writable: boolean;
+  special: boolean;
+}
+
+/**
+ * `follow_pfnmap_start()`: the frame a VM_IO|VM_PFNMAP VMA maps at
+ * `address`, without taking any reference (what drivers use instead of GUP
+ * on PFN maps); -EINVAL for other VMAs, addresses outside the VMA, or no PTE.
+ * dmalab holds no lock, so there is no `follow_pfnmap_end`.
+ */
+export function followPfnmapStart(vma: Vma, address: UserVa | number): FollowPfnmapArgs | number {
+  const m = vma.machine;
+  return apiCall(m, 'follow_pfnmap_start', () => {
+    const v = vma.state;
+    if ((v.flags & (VM_IO | VM_PFNMAP)) === 0 || address < v.start || address >= v.end) return -EINVAL;
+    const { sp } = spaceOf(m, v);
+    const page = address - (address % PAGE_SIZE);
+    const pfn = ptePfn(sp, page);
+    if (pfn < 0) return -EINVAL;
+    const bits = pteBits(sp, page);
+    return {
+      pfn,
+      pgprot: {
+        attr: attrOfBits(bits),
+        read: (bits & PTE_READ) !== 0,
+        write: (bits & PTE_WRITE) !== 0,
+        exec: (bits & PTE_EXEC) !== 0,
+      },
+      writable: (bits & PTE_WRITE) !== 0,
+      special: (bits & PTE_SPECIAL) !== 0,
+    };
   });
 }

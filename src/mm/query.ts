@@ -38,7 +38,7 @@ function info(pfn: number, bits: number): PteInfo {
   };
 }
 
-/** The PTE mapping the page of `va` in the process, or null (no fault is taken). */
+/** The PTE mapping the page of `va` in the process, or null; no fault is taken (dmalab helper). */
 export function pteLookup(proc: Process, va: UserVa | number): PteInfo | null {
   const sp = mmState(proc.machine).spaces.get(proc.state.space);
   if (sp === undefined) return null;
@@ -47,7 +47,7 @@ export function pteLookup(proc: Process, va: UserVa | number): PteInfo | null {
   return pfn < 0 ? null : info(pfn, pteBits(sp, page));
 }
 
-/** The kernel page table's PTE for a vmalloc/vmap/ioremap address, or null. */
+/** The kernel page table's PTE for a vmalloc/vmap/ioremap address, or null (dmalab helper). */
 export function kernelPteLookup(m: Machine, va: number): PteInfo | null {
   const sp = mmState(m).spaces.get(KERNEL_SPACE)!;
   const page = va - (va % 4096);
@@ -55,7 +55,7 @@ export function kernelPteLookup(m: Machine, va: number): PteInfo | null {
   return pfn < 0 ? null : info(pfn, pteBits(sp, page));
 }
 
-/** Every present PTE of the process, in address order, as `[va, info]`. */
+/** Every present PTE of the process, in address order, as `[va, info]` (dmalab helper). */
 export function processPtes(proc: Process): [UserVa, PteInfo][] {
   const sp = mmState(proc.machine).spaces.get(proc.state.space);
   const out: [UserVa, PteInfo][] = [];
@@ -63,7 +63,7 @@ export function processPtes(proc: Process): [UserVa, PteInfo][] {
   return out;
 }
 
-/** Number of present PTEs in the process (0 once it has exited). */
+/** Number of present PTEs in the process, 0 once it has exited (dmalab helper). */
 export function processPteCount(proc: Process): number {
   return mmState(proc.machine).spaces.get(proc.state.space)?.ptes ?? 0;
 }
@@ -80,12 +80,12 @@ export function findVma(proc: Process, addr: UserVa | number): Vma | null {
   return v === undefined ? null : vmaHandle(proc.machine, v.id);
 }
 
-/** The process's VMAs in address order. */
+/** The process's VMAs in address order (dmalab helper; the kernel walks them with `for_each_vma`). */
 export function processVmas(proc: Process): Vma[] {
   return proc.state.vmas.map((id) => vmaHandle(proc.machine, id));
 }
 
-/** Every process the machine has spawned (running or not), by pid. */
+/** Every process the machine has spawned (running or not), by pid (dmalab helper). */
 export function processes(m: Machine): Process[] {
   return [...mmState(m).procs.keys()].map((pid) => procHandle(m, pid));
 }

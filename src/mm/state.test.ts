@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { machine } from '../../test/mm-kit.js';
 import {
   allocPages,
   GFP_KERNEL,
@@ -10,7 +11,6 @@ import {
 } from '../machine/index.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, VM_PFNMAP } from './consts.js';
 import type { Process } from './handles.js';
-import { machine } from './internal/testing.js';
 import { kernelRead } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { vmfInsertPfn } from './pfnmap.js';

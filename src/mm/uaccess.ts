@@ -269,7 +269,11 @@ function checkRange(va: number, length: number, what: string): void {
   }
 }
 
-/** The process's own load of `length` bytes at `va`: the bytes, or null when the access killed it (or it is dead). */
+/**
+ * The process's own load of `length` bytes at `va`: the bytes, or null when
+ * the access killed it (SIGSEGV/SIGBUS recorded), never completes
+ * (FAULT_LIVELOCK recorded), or the process is already dead.
+ */
 export function userRead(proc: Process, va: UserVa | number, length: number): Uint8Array | null {
   const m = proc.machine;
   return apiCall(m, 'userRead', () => {
@@ -284,7 +288,7 @@ export function userRead(proc: Process, va: UserVa | number, length: number): Ui
   });
 }
 
-/** The process's own store of `bytes` at `va`: false when the access killed it (or it is dead). */
+/** The process's own store of `bytes` at `va`: false when it did not complete (see `userRead`). */
 export function userWrite(proc: Process, va: UserVa | number, bytes: Uint8Array): boolean {
   const m = proc.machine;
   return apiCall(m, 'userWrite', () => {
@@ -317,11 +321,12 @@ export function copyFromUser(
   return apiCall(m, 'copy_from_user', () => {
     checkRange(userVa, n, 'copy_from_user');
     const p = proc.state;
-    if (p.status !== 'running' || userVa + n > TASK_SIZE) return n;
+    if (p.status !== 'running') return n;
     const buf = new Uint8Array(Math.min(n, 65536));
     return withAgent(m, 'kernel', () => {
       let done = 0;
-      while (done < n) {
+      // access_ok: a range reaching past user space copies nothing (and zeroes the destination).
+      while (done < n && userVa + n <= TASK_SIZE) {
         const chunk = Math.min(buf.length, n - done);
         const got = userAccess(m, p, userVa + done, buf, 0, chunk, false, 'uaccess');
         if (got > 0 && !kernelWriteFrom(m, kernelVa + done, buf, 0, got)) return n - done;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine } from '../../test/mm-kit.js';
 import {
   __freePages,
   allocPages,
@@ -11,7 +12,6 @@ import {
   virtToPage,
 } from '../machine/index.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from './consts.js';
-import { findings, machine } from './internal/testing.js';
 import { kernelRead, virtToPhys } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { remapPfnRange, vmInsertPage } from './pfnmap.js';

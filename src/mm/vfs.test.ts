@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine, mmInvariants } from '../../test/mm-kit.js';
 import {
   allocPages,
   GFP_KERNEL,
@@ -23,14 +24,17 @@ import {
 } from './consts.js';
 import { mlock, munlock } from './gup.js';
 import type { FileOperations, VmOperationsStruct } from './handles.js';
-import { findings, machine, mmInvariants } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
-import { remapPfnRange, vmfInsertPfn } from './pfnmap.js';
+import { remapPfnRange, unmapMappingRange, vmfInsertPfn } from './pfnmap.js';
 import { exitProcess, spawnProcess } from './process.js';
-import { processPteCount, processVmas, pteLookup } from './query.js';
+import { findVma, processPteCount, processVmas, pteLookup, vmaLookup } from './query.js';
 import { copyFromUser, copyToUser, userRead, userWrite } from './uaccess.js';
 import {
+  anonInodeGetfile,
+  fdInstall,
+  fget,
+  fputFile,
   passFd,
   registerChrdev,
   sysClose,
@@ -41,6 +45,7 @@ import {
   sysRead,
   sysWrite,
   unregisterChrdev,
+  vmaSetFile,
 } from './vfs.js';
 
 /** A device logging its callbacks; each mapping shows a fault-inserted 16-page buffer. */
@@ -149,7 +154,8 @@ describe('mmap', () => {
     expect(processVmas(p)).toEqual([]);
     expect(processPteCount(p)).toBe(0);
     expect(closes).toBe(0);
-    expect(events).toEqual(['vma-map mmap', 'pte-remove mmap-failed', 'vma-unmap mmap-failed']);
+    // The mapping never became visible: only the PTEs the driver wrote are taken back.
+    expect(events).toEqual(['pte-remove mmap-failed']);
   });
 
   it('MAP_FIXED replaces what was there; MAP_FIXED_NOREPLACE refuses with -EEXIST', () => {
@@ -224,6 +230,10 @@ describe('munmap and VMA splits', () => {
     ]);
     expect([0, 1, 2].map((i) => pteLookup(p, va + i * 4096) !== null)).toEqual([true, false, true]);
     expect(mmInvariants(p)).toEqual([]);
+    // vma_lookup finds the containing VMA only; find_vma the first one ending above the address.
+    expect(vmaLookup(p, va + 4096)).toBeNull();
+    expect(findVma(p, va + 4096)).toBe(processVmas(p)[1]);
+    expect(vmaLookup(p, va + 100)).toBe(processVmas(p)[0]);
     // Unmapping a hole is fine; bad arguments are not.
     expect(sysMunmap(p, va + 4096, 4096)).toBe(0);
     expect(sysMunmap(p, va + 1, 4096)).toBe(-22);
@@ -279,8 +289,14 @@ describe('ioctl, read, write and uaccess', () => {
     expect(kernelRead(m, kbuf, 8)).toEqual(new Uint8Array(8));
     expect(p.alive).toBe(true);
     // A copy that crosses into unmapped memory stops there and reports the rest.
+    kernelWrite(m, kbuf, Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 1]));
+    userWrite(p, ubuf + 4090, Uint8Array.from([5, 5, 5, 5, 5, 5]));
     expect(copyFromUser(p, kbuf, ubuf + 4090, 10)).toBe(4);
-    expect(kernelRead(m, kbuf, 8)).toEqual(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0]));
+    expect(kernelRead(m, kbuf, 10)).toEqual(Uint8Array.from([5, 5, 5, 5, 5, 5, 0, 0, 0, 0]));
+    // A range reaching beyond user space copies nothing and zeroes the destination (access_ok).
+    kernelWrite(m, kbuf, Uint8Array.from([1, 1]));
+    expect(copyFromUser(p, kbuf, 2 ** 47 - 1, 2)).toBe(2);
+    expect(kernelRead(m, kbuf, 2)).toEqual(new Uint8Array(2));
     expect(sysIoctl(spawnProcess(m, 'x'), fd, 1, 0)).toBe(-9);
     kfree(m, kbuf);
     expect(findings(m)).toEqual([]);
@@ -314,6 +330,52 @@ describe('ioctl, read, write and uaccess', () => {
     expect(userRead(p, ubuf + 64, 4)).toEqual(Uint8Array.from([10, 20, 30, 10]));
     expect(sysRead(p, fd2, 2 ** 47 - 2, 4)).toBe(-14);
     expect(sysRead(p, sysOpen(p, '/dev/mem', 1), ubuf, 1)).toBe(-9);
+  });
+});
+
+describe('pseudo files (what dma-buf builds on)', () => {
+  it('installs an anonymous-inode file as an fd, takes and drops references, and redirects a VMA to it', () => {
+    const m = machine();
+    const page = allocPages(m, GFP_KERNEL, 1)!;
+    const log: string[] = [];
+    const buf = anonInodeGetfile(
+      m,
+      'dmabuf',
+      {
+        mmap: (_f, vma) =>
+          remapPfnRange(vma, vma.vmStart, page + vma.vmPgoff, vma.vmEnd - vma.vmStart, vma.vmPageProt),
+        release: (_i, f) => (log.push(`release ${JSON.stringify(f.privateData)}`), 0),
+      },
+      { size: 8192 },
+    );
+    expect(buf.path).toBe('anon_inode:dmabuf');
+    const exporter = spawnProcess(m, 'exporter');
+    const fd = fdInstall(exporter, buf);
+    expect(fd).toBe(3);
+    // A device whose mmap hands the VMA over to the buffer (dma_buf_mmap's vma_set_file).
+    registerChrdev(m, '/dev/gpu', {
+      mmap(_f, vma) {
+        vmaSetFile(vma, buf);
+        return remapPfnRange(vma, vma.vmStart, page, 8192, vma.vmPageProt);
+      },
+    });
+    const importer = spawnProcess(m, 'importer');
+    const va = sysMmap(importer, 0, 8192, PROT_READ, MAP_SHARED, sysOpen(importer, '/dev/gpu'), 0);
+    expect(processVmas(importer)[0]!.vmFile).toBe(buf);
+    // The exporter's own mapping through its fd.
+    const vb = sysMmap(exporter, 0, 4096, PROT_READ, MAP_SHARED, fd, 4096);
+    expect(pteLookup(exporter, vb)!.pfn).toBe(page + 1);
+    // Shooting down the buffer's address space reaches the importer's VMA too.
+    unmapMappingRange(buf.fMapping, 0, 0, 1);
+    expect(processPteCount(importer) + processPteCount(exporter)).toBe(0);
+    const ref = fget(exporter, fd)!;
+    expect(ref).toBe(buf);
+    expect(fget(exporter, 99)).toBeNull();
+    fputFile(ref);
+    exitProcess(exporter);
+    expect(log).toEqual([]);
+    exitProcess(importer);
+    expect(log).toEqual(['release {"size":8192}']);
   });
 });
 

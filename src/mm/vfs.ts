@@ -64,20 +64,22 @@ import {
 } from './consts.js';
 import { mmPopulate } from './gup.js';
 import {
+  type File,
   type FileOperations,
   FOPS_MEMBERS,
   fileHandle,
   inodeHandle,
   type LoffT,
   type Process,
+  type Vma,
   vmaHandle,
 } from './handles.js';
 import { fput, getFile } from './internal/files.js';
 import { pteClearRange } from './internal/pagetable.js';
-import { tableById, tableId } from './internal/registry.js';
+import { assertPlainData, tableById, tableId } from './internal/registry.js';
 import { type FileState, mmState, nextId, type ProcState, withMmapLock } from './internal/state.js';
 import { vmGetPageProt } from './pgprot.js';
-import { getUnmappedArea, insertVma, rangeFree, removeVma, unmapRange } from './vma.js';
+import { announceVma, getUnmappedArea, insertVma, rangeFree, removeVma, unmapRange } from './vma.js';
 
 /**
  * Registers a character device at `path` with its file operations
@@ -285,10 +287,7 @@ function doMmap(
       vmFlags |= VM_SHARED | VM_MAYSHARE;
       if (!writable(file)) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
     }
-  } else if (shared) {
-    vmFlags |= VM_SHARED | VM_MAYSHARE;
-    pgoff = 0;
-  }
+  } else if (shared) vmFlags |= VM_SHARED | VM_MAYSHARE;
   const mappingId = file === null ? -1 : st.inodes.get(file.inode)!.mapping;
   const at = getUnmappedArea(m, p, mappingId, addr, len, pgoff, flags);
   if (at < 0) return at;
@@ -297,23 +296,19 @@ function doMmap(
     const r = unmapRange(m, p, at, at + len, 'munmap');
     if (r !== 0) return r;
   }
-  if (anon && !shared) pgoff = at / PAGE_SIZE;
-  const v = insertVma(
-    m,
-    p,
-    {
-      start: at,
-      end: at + len,
-      flags: vmFlags,
-      pgoff,
-      prot: { ...vmGetPageProt(vmFlags) },
-      ops: -1,
-      priv: undefined,
-      file: file === null ? -1 : file.id,
-      kind: anon ? 'anon' : 'file',
-    },
-    'mmap',
-  );
+  // Anonymous memory ignores the offset (after get_unmapped_area has seen it, as in do_mmap).
+  if (anon) pgoff = shared ? 0 : at / PAGE_SIZE;
+  const v = insertVma(m, p, {
+    start: at,
+    end: at + len,
+    flags: vmFlags,
+    pgoff,
+    prot: { ...vmGetPageProt(vmFlags) },
+    ops: -1,
+    priv: undefined,
+    file: file === null ? -1 : file.id,
+    kind: anon ? 'anon' : 'file',
+  });
   if (file !== null) {
     const mmapOp = fopsOf(m, file).mmap!;
     const r = mmapOp(fileHandle(m, file.id), vmaHandle(m, v.id), proc);
@@ -329,6 +324,7 @@ function doMmap(
     }
   }
   if (v.flags & VM_LOCKED && v.flags & VM_SPECIAL) v.flags &= ~VM_LOCKED_MASK;
+  announceVma(m, p, v);
   if ((flags & MAP_POPULATE && !(flags & MAP_NONBLOCK)) || v.flags & VM_LOCKED) {
     mmPopulate(m, p, at, at + len, true);
   }
@@ -390,4 +386,100 @@ export function sysRead(proc: Process, fd: number, buf: UserVa | number, count: 
 /** `write()`: calls the driver's `write(file, buf, count, ppos)`. */
 export function sysWrite(proc: Process, fd: number, buf: UserVa | number, count: number): number {
   return rw(proc, fd, buf, count, true);
+}
+
+/**
+ * A file not reached by a path, for objects like dma-bufs (kernel:
+ * `anon_inode_getfile`; here each file gets its own inode and address
+ * space, as `dma_buf_getfile`'s `alloc_anon_inode` gives). The file holds
+ * one reference, which `fdInstall` hands to an fd or `fput` drops; its
+ * driver's `release` runs when the last reference goes.
+ */
+export function anonInodeGetfile(
+  m: Machine,
+  name: string,
+  fops: FileOperations,
+  priv: unknown = undefined,
+  flags: number = O_RDWR,
+): File {
+  return apiCall(m, 'anon_inode_getfile', () => {
+    const fopsId = tableId(fops, 'fops', FOPS_MEMBERS);
+    assertPlainData(priv, 'privateData');
+    const st = mmState(m);
+    const inodeId = nextId(st);
+    const mappingId = nextId(st);
+    st.inodes.set(inodeId, {
+      id: inodeId,
+      path: `anon_inode:${name}`,
+      fops: fopsId,
+      mapping: mappingId,
+      registered: false,
+    });
+    st.mappings.set(mappingId, { id: mappingId, inode: inodeId, vmas: [] });
+    const id = nextId(st);
+    st.files.set(id, { id, inode: inodeId, refs: 1, accmode: flags & O_ACCMODE, priv, pos: 0 });
+    return fileHandle(m, id);
+  });
+}
+
+/**
+ * `get_unused_fd_flags()` + `fd_install()`: gives the caller's reference on
+ * `file` to the process's lowest free fd, and returns the fd.
+ */
+export function fdInstall(proc: Process, file: File): number {
+  const m = proc.machine;
+  return apiCall(m, 'fd_install', () => {
+    const p = running(proc);
+    if (p === null) return -ESRCH;
+    const fd = lowestFreeFd(p);
+    p.fds.set(fd, file.state.id);
+    return fd;
+  });
+}
+
+/** `fget()`: the file open at `fd`, with a reference taken (drop it with `fput`), or null. */
+export function fget(proc: Process, fd: number): File | null {
+  const m = proc.machine;
+  return apiCall(m, 'fget', () => {
+    const p = running(proc);
+    const id = p?.fds.get(fd);
+    if (id === undefined) return null;
+    getFile(m, id);
+    return fileHandle(m, id);
+  });
+}
+
+/** `get_file()`: takes another reference on an open file. */
+export function getFileRef(file: File): File {
+  apiCall(file.machine, 'get_file', () => getFile(file.machine, file.state.id));
+  return file;
+}
+
+/** `fput()`: drops a reference; the driver's `release` runs when it was the last. */
+export function fputFile(file: File): void {
+  apiCall(file.machine, 'fput', () => fput(file.machine, file.state.id));
+}
+
+/**
+ * `vma_set_file()`: makes a VMA map another file (as `dma_buf_mmap` does
+ * from an exporter's mmap): the new file's reference is taken, the old one
+ * dropped, and the VMA moves to the new file's address space, so
+ * `unmapMappingRange` on that one reaches it.
+ */
+export function vmaSetFile(vma: Vma, file: File): void {
+  const m = vma.machine;
+  apiCall(m, 'vma_set_file', () => {
+    const st = mmState(m);
+    const v = vma.state;
+    const nf = file.state;
+    getFile(m, nf.id);
+    const old = v.file;
+    if (old >= 0) {
+      const mp = st.mappings.get(st.inodes.get(st.files.get(old)!.inode)!.mapping)!;
+      mp.vmas.splice(mp.vmas.indexOf(v.id), 1);
+    }
+    v.file = nf.id;
+    st.mappings.get(st.inodes.get(nf.inode)!.mapping)!.vmas.push(v.id);
+    if (old >= 0) fput(m, old);
+  });
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine } from '../../test/mm-kit.js';
 import {
   allocPages,
   GFP_KERNEL,
@@ -19,7 +20,6 @@ import {
 } from './consts.js';
 import { getUserPages } from './gup.js';
 import type { Process } from './handles.js';
-import { findings, machine } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { vmInsertPage } from './pfnmap.js';
 import { PAGE_KERNEL } from './pgprot.js';

@@ -93,13 +93,12 @@ function fileMappingId(st: MmState, v: VmaState): number {
   return v.file < 0 ? -1 : st.inodes.get(st.files.get(v.file)!.inode)!.mapping;
 }
 
-/** Creates a VMA in a process (and in its file's `i_mmap`), taking a file reference. */
-export function insertVma(
-  m: Machine,
-  p: ProcState,
-  init: Omit<VmaState, 'id' | 'pid'>,
-  reason: 'mmap' | 'split',
-): VmaState {
+/**
+ * Creates a VMA in a process (and in its file's `i_mmap`), taking a file
+ * reference. The `vma-map` event is left to the caller (`announceVma`): a new
+ * mapping becomes visible once the driver's `mmap` has run, with its final flags.
+ */
+export function insertVma(m: Machine, p: ProcState, init: Omit<VmaState, 'id' | 'pid'>): VmaState {
   const st = mmState(m);
   const v: VmaState = { ...init, id: nextId(st), pid: p.pid };
   st.vmas.set(v.id, v);
@@ -108,8 +107,12 @@ export function insertVma(
     getFile(m, v.file);
     st.mappings.get(fileMappingId(st, v))!.vmas.push(v.id);
   }
-  emitMap(m, p, v, reason);
   return v;
+}
+
+/** Emits the `vma-map` event of a new mapping. */
+export function announceVma(m: Machine, p: ProcState, v: VmaState): void {
+  emitMap(m, p, v, 'mmap');
 }
 
 function detach(st: MmState, p: ProcState, v: VmaState): void {
@@ -132,8 +135,11 @@ export function removeVma(
 ): void {
   const st = mmState(m);
   detach(st, p, v);
-  emitUnmap(m, p, v.start, v.end, reason);
-  if (reason !== 'mmap-failed') vmOpsOf(v)?.close?.(vmaHandle(m, v.id));
+  // A mapping whose mmap failed was never visible, and gets no more hooks.
+  if (reason !== 'mmap-failed') {
+    emitUnmap(m, p, v.start, v.end, reason);
+    vmOpsOf(v)?.close?.(vmaHandle(m, v.id));
+  }
   v.ops = -1;
   if (v.file >= 0) fput(m, v.file);
   st.vmas.delete(v.id);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { findings, machine } from '../../test/mm-kit.js';
 import {
   addDevice,
   allocPages,
@@ -15,7 +16,6 @@ import {
   pageToPhys,
   VMALLOC_START,
 } from '../machine/index.js';
-import { findings, machine } from './internal/testing.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import { PAGE_KERNEL, pgprotWritecombine } from './pgprot.js';
 import { kernelPteLookup } from './query.js';

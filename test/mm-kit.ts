@@ -4,12 +4,12 @@
  * against VMAs, refcounts and the file mappings.
  */
 
-import { createMachine, type MachineOptions } from '../../boot.js';
-import { type Machine, machineFindings, type Page, pageRefCount } from '../../machine/index.js';
-import { VM_PFNMAP } from '../consts.js';
-import type { Process } from '../handles.js';
-import { forEachPte, PTE_ANON, PTE_SPECIAL } from './pagetable.js';
-import { mmState } from './state.js';
+import { createMachine, type MachineOptions } from '../src/boot.js';
+import { type Machine, machineFindings, type Page, pageRefCount } from '../src/machine/index.js';
+import { VM_PFNMAP } from '../src/mm/consts.js';
+import type { Process } from '../src/mm/handles.js';
+import { forEachPte, PTE_ANON, PTE_SPECIAL } from '../src/mm/internal/pagetable.js';
+import { mmState } from '../src/mm/internal/state.js';
 
 export const MiB = 1024 * 1024;
 
