@@ -25,7 +25,7 @@
 import type { Hash64 } from './hash.js';
 import { mix32, xxh32Words } from './hash.js';
 import type { Machine } from './machine.js';
-import { memRead, memWrite } from './physmem.js';
+import { memRead, memReadWords, memWriteWords } from './physmem.js';
 import type { CacheGeometry } from './profiles.js';
 import { PAGE_SIZE } from './types.js';
 
@@ -57,10 +57,14 @@ export interface CacheState {
   dirty: Uint8Array;
   stamp: Uint32Array;
   data: Uint8Array;
+  /** A 32-bit word view of `data` (derived: same buffer). */
+  dataWords: Int32Array;
   /** LRU clock. */
   clock: number;
-  /** Valid lines per page frame, all colours together. */
-  perPage: Map<number, number>;
+  /** Valid lines per page frame, all colours together, in 512-frame sections. */
+  perPage: Map<number, Uint16Array>;
+  /** Valid lines in the whole cache. */
+  validLines: number;
   /** Per-set cached hash contributions and their dirty flags. */
   setHi: Uint32Array;
   setLo: Uint32Array;
@@ -78,6 +82,7 @@ export function createCache(g: CacheGeometry): CacheState {
   const colours = g.indexing === 'vipt' ? g.congruence / PAGE_SIZE : 1;
   const setSpan = sets * g.lineSize;
   const setPositions = g.indexing === 'vipt' ? Math.max(1, setSpan / PAGE_SIZE) : 1;
+  const data = new Uint8Array(g.sizeBytes);
   return {
     lineSize: g.lineSize,
     ways: g.ways,
@@ -88,9 +93,11 @@ export function createCache(g: CacheGeometry): CacheState {
     colour: new Uint16Array(nLines),
     dirty: new Uint8Array(nLines),
     stamp: new Uint32Array(nLines),
-    data: new Uint8Array(g.sizeBytes),
+    data,
+    dataWords: new Int32Array(data.buffer),
     clock: 1,
     perPage: new Map(),
+    validLines: 0,
     setHi: new Uint32Array(sets),
     setLo: new Uint32Array(sets),
     setHashDirty: new Uint8Array(sets),
@@ -120,11 +127,25 @@ function touchSet(c: CacheState, set: number): void {
   }
 }
 
+const PER_PAGE_SECTION = 512;
+
 function bumpPage(c: CacheState, lineNo: number, delta: number): void {
   const pfn = Math.floor((lineNo * c.lineSize) / PAGE_SIZE);
-  const n = (c.perPage.get(pfn) ?? 0) + delta;
-  if (n === 0) c.perPage.delete(pfn);
-  else c.perPage.set(pfn, n);
+  const si = Math.floor(pfn / PER_PAGE_SECTION);
+  let sec = c.perPage.get(si);
+  if (sec === undefined) {
+    sec = new Uint16Array(PER_PAGE_SECTION);
+    c.perPage.set(si, sec);
+  }
+  const i = pfn - si * PER_PAGE_SECTION;
+  sec[i] = sec[i]! + delta;
+  c.validLines += delta;
+}
+
+function pageHas(c: CacheState, pfn: number): boolean {
+  const si = Math.floor(pfn / PER_PAGE_SECTION);
+  const sec = c.perPage.get(si);
+  return sec !== undefined && sec[pfn - si * PER_PAGE_SECTION]! > 0;
 }
 
 /** Index of the line holding (lineNo, colour), or -1. */
@@ -165,7 +186,7 @@ function writeBack(
   const lineNo = c.tag[i]!;
   const off = i * c.lineSize;
   const pa = lineNo * c.lineSize;
-  memWrite(m.hw.mem, pa, c.data, off, c.lineSize);
+  memWriteWords(m.hw.mem, pa, c.dataWords, off / 4, c.lineSize / 4);
   c.dirty[i] = 0;
   c.stats.writebacks++;
   if (m.bus.wants['cache-writeback']) {
@@ -231,7 +252,7 @@ function lineFor(m: Machine, c: CacheState, lineNo: number, colour: number, will
   bumpPage(c, lineNo, 1);
   touchSet(c, set);
   if (!willOverwrite) {
-    memRead(m.hw.mem, lineNo * c.lineSize, c.data, victim * c.lineSize, c.lineSize);
+    memReadWords(m.hw.mem, lineNo * c.lineSize, c.dataWords, (victim * c.lineSize) / 4, c.lineSize / 4);
     c.stats.fills++;
     if (m.bus.wants['cache-fill']) {
       m.bus.emit({
@@ -380,7 +401,7 @@ function forEachLine(c: CacheState, pa: number, len: number, colour: number, fn:
     const pfn = Math.floor(lineNo / linesPerPage);
     const pageEndLine = (pfn + 1) * linesPerPage - 1;
     const stop = Math.min(lastLine, pageEndLine);
-    if (!c.perPage.has(pfn)) {
+    if (!pageHas(c, pfn)) {
       lineNo = stop + 1;
       continue;
     }
@@ -510,7 +531,7 @@ export function cacheSnoopRead(
   outOff: number,
 ): void {
   const c = m.hw.cache;
-  if (c.perPage.size === 0) return;
+  if (c.validLines === 0) return;
   const L = c.lineSize;
   forEachLine(c, pa, len, colour, (i) => {
     if (c.dirty[i] === 0) return;
@@ -536,7 +557,7 @@ export function cacheSnoopWrite(
   srcOff: number,
 ): void {
   const c = m.hw.cache;
-  if (c.perPage.size === 0) return;
+  if (c.validLines === 0) return;
   const L = c.lineSize;
   forEachLine(c, pa, len, colour, (i) => {
     const lineStart = c.tag[i]! * L;
@@ -550,7 +571,7 @@ export function cacheSnoopWrite(
 
 /** True when any line of the page frame is cached (the per-page summary). */
 export function cachePageHasLines(m: Machine, pfn: number): boolean {
-  return m.hw.cache.perPage.has(pfn);
+  return pageHas(m.hw.cache, pfn);
 }
 
 /**
@@ -633,16 +654,24 @@ export function cacheHash(c: CacheState): Hash64 {
   return { hi: c.sumHi, lo: c.sumLo };
 }
 
+function cloneSections(map: Map<number, Uint16Array>): Map<number, Uint16Array> {
+  const out = new Map<number, Uint16Array>();
+  for (const [k, v] of map) out.set(k, v.slice());
+  return out;
+}
+
 /** A copy of the cache state (typed arrays copied, plain fields cloned). */
 export function cacheClone(c: CacheState): CacheState {
+  const data = c.data.slice();
   return {
     ...c,
     tag: c.tag.slice(),
     colour: c.colour.slice(),
     dirty: c.dirty.slice(),
     stamp: c.stamp.slice(),
-    data: c.data.slice(),
-    perPage: new Map(c.perPage),
+    data,
+    dataWords: new Int32Array(data.buffer),
+    perPage: cloneSections(c.perPage),
     setHi: c.setHi.slice(),
     setLo: c.setLo.slice(),
     setHashDirty: c.setHashDirty.slice(),
@@ -659,7 +688,8 @@ export function cacheCopyInto(into: CacheState, from: CacheState): void {
   into.stamp.set(from.stamp);
   into.data.set(from.data);
   into.clock = from.clock;
-  into.perPage = new Map(from.perPage);
+  into.perPage = cloneSections(from.perPage);
+  into.validLines = from.validLines;
   into.setHi.set(from.setHi);
   into.setLo.set(from.setLo);
   into.setHashDirty.set(from.setHashDirty);

@@ -25,6 +25,8 @@ const SEED_B = 0x6a09e667;
 export interface MemRegion {
   /** 64 KiB chunks; null while never written (reads as zeroes). */
   chunks: (Uint8Array | null)[];
+  /** 32-bit word views of the same chunks (derived; used by cache-line copies). */
+  words: (Int32Array | null)[];
   /** 1 when the chunk belongs to the live machine alone, 0 when a snapshot shares it. */
   owned: Uint8Array;
   /** Cached hash contribution per page (two lanes). */
@@ -59,6 +61,7 @@ export function createMemStore(): MemStore {
 function newRegion(): MemRegion {
   return {
     chunks: new Array<Uint8Array | null>(CHUNKS_PER_REGION).fill(null),
+    words: new Array<Int32Array | null>(CHUNKS_PER_REGION).fill(null),
     owned: new Uint8Array(CHUNKS_PER_REGION),
     pageHi: new Uint32Array(PAGES_PER_REGION),
     pageLo: new Uint32Array(PAGES_PER_REGION),
@@ -81,13 +84,11 @@ function writableChunk(store: MemStore, pa: number, len: number): Uint8Array {
   const inRegion = pa - ri * REGION_SIZE;
   const ci = Math.floor(inRegion / CHUNK_SIZE);
   let chunk = region.chunks[ci] ?? null;
-  if (region.owned[ci] === 0) {
+  if (region.owned[ci] === 0 || chunk === null) {
     chunk = chunk === null ? new Uint8Array(CHUNK_SIZE) : chunk.slice();
     region.chunks[ci] = chunk;
+    region.words[ci] = new Int32Array(chunk.buffer);
     region.owned[ci] = 1;
-  } else if (chunk === null) {
-    chunk = new Uint8Array(CHUNK_SIZE);
-    region.chunks[ci] = chunk;
   }
   const firstPage = Math.floor(inRegion / PAGE_SIZE);
   const lastPage = Math.floor((inRegion + len - 1) / PAGE_SIZE);
@@ -127,6 +128,42 @@ export function memWrite(store: MemStore, pa: number, src: Uint8Array, srcOff: n
     chunk.set(src.subarray(srcOff + done, srcOff + done + n), off);
     done += n;
   }
+}
+
+/**
+ * Reads `nWords` 32-bit words at word-aligned `pa` into `dst[dstIdx…]`
+ * without crossing a chunk (cache-line fills).
+ */
+export function memReadWords(
+  store: MemStore,
+  pa: number,
+  dst: Int32Array,
+  dstIdx: number,
+  nWords: number,
+): void {
+  const region = store.regions.get(Math.floor(pa / REGION_SIZE));
+  const w = region?.words[Math.floor((pa % REGION_SIZE) / CHUNK_SIZE)] ?? null;
+  if (w === null) {
+    dst.fill(0, dstIdx, dstIdx + nWords);
+    return;
+  }
+  const from = (pa % CHUNK_SIZE) / 4;
+  for (let k = 0; k < nWords; k++) dst[dstIdx + k] = w[from + k]!;
+}
+
+/** Writes `nWords` words from `src[srcIdx…]` at word-aligned `pa`, inside one chunk (write-backs). */
+export function memWriteWords(
+  store: MemStore,
+  pa: number,
+  src: Int32Array,
+  srcIdx: number,
+  nWords: number,
+): void {
+  writableChunk(store, pa, nWords * 4);
+  const ri = Math.floor(pa / REGION_SIZE);
+  const w = store.regions.get(ri)!.words[Math.floor((pa - ri * REGION_SIZE) / CHUNK_SIZE)]!;
+  const to = (pa % CHUNK_SIZE) / 4;
+  for (let k = 0; k < nWords; k++) w[to + k] = src[srcIdx + k]!;
 }
 
 /** Fills `len` bytes at `pa` with `value`. */
@@ -219,6 +256,7 @@ export function memHash(store: MemStore): Hash64 {
 function cloneRegion(r: MemRegion): MemRegion {
   return {
     chunks: r.chunks.slice(),
+    words: r.words.slice(),
     owned: new Uint8Array(CHUNKS_PER_REGION),
     pageHi: r.pageHi.slice(),
     pageLo: r.pageLo.slice(),
