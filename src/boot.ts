@@ -4,6 +4,7 @@
  * dependency order, and ends the boot.
  */
 
+import { attachChecker } from './debug/index.js';
 import { initDma } from './dma/index.js';
 import {
   type CaptureStacks,
@@ -145,6 +146,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   initIommu(m);
   initEngine(m);
   initDma(m);
+  if (m.options.check) attachChecker(m);
   m.booted = true;
   return m;
 }

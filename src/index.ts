@@ -5,5 +5,6 @@
  */
 
 export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
+export * from './debug/index.js';
 export * from './dma/index.js';
 export * from './machine/index.js';
