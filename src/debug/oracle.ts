@@ -224,11 +224,12 @@ function report(
   const addr = r.kind === 'cpu' ? r.va + lo : r.bus + lo;
   const where = r.kind === 'cpu' ? `cpu address ${formatHex(addr)}` : `bus address ${formatHex(addr)}`;
   const logical = r.logical + lo;
+  const byDevice = devId(m, writer) >= 0;
+  const how = byDevice ? 'device DMA write' : `CPU store${writerCall !== '' ? ` in ${writerCall}` : ''}`;
   const text =
     `stale data observed: ${r.agent} read ${hi - lo} bytes at ${where} (phys ${formatHex(logical)}) ` +
     `and got ${hexExcerpt(got)} instead of ${hexExcerpt(expected)}; ` +
-    `the write it missed: ${writer} at step ${wStep}${writerCall !== '' ? ` (${writerCall})` : ''}; ` +
-    `hidden by ${d.hiddenBy}; ${d.prevent}`;
+    `the write it missed: ${writer} (${how}) at step ${wStep}; hidden by ${d.hiddenBy}; ${d.prevent}`;
   raise(
     m,
     st,
@@ -247,7 +248,7 @@ function report(
       staleBytes: stale,
       got: hexExcerpt(got),
       expected: hexExcerpt(expected),
-      hiddenWrite: { agent: writer, step: wStep, call: writerCall },
+      hiddenWrite: { agent: writer, kind: byDevice ? 'device' : 'cpu', step: wStep, call: writerCall },
       hiddenBy: { cause: d.cause, ...d.facts },
       prevent: d.prevent,
     },
@@ -324,7 +325,7 @@ function diagnose(m: Machine, st: DebugState, r: Reader, lo: number): Diagnosis 
       const s = e!.bufOff + (r.bus + lo - e!.dmaAddr);
       if (!deviceOwnsAll(buf, s, s + 1))
         prevent = `${calls.forDevice} after the CPU writes and before the device reads`;
-      else if (wStep > buf.since && writerDev < 0) {
+      else if (wStep >= buf.since && writerDev < 0) {
         prevent = `the CPU wrote after ${buf.sinceCall || 'the map'} (step ${buf.since}): write before it, or ${calls.forCpu}, write, ${calls.forDevice}`;
       } else prevent = `${calls.forDevice} after the CPU writes and before the device reads`;
     }

@@ -507,7 +507,9 @@ function checkSharedDevices(
       if (!write && other.dir === DMA_TO_DEVICE && buf.dir === DMA_TO_DEVICE) continue;
       if (m.hw.devices[other.dev]?.coherencyDomain === domain) continue;
       if (!deviceOwnsPhys(other, a, b)) continue;
+      // One report per pair: the other mapping's accesses are the same conflict.
       buf.reported |= SHARED_DEVICES;
+      other.reported |= SHARED_DEVICES;
       const otherName = m.hw.devices[other.dev]?.name ?? '?';
       const entry = firstEntryOf(st, buf);
       raise(
