@@ -134,6 +134,18 @@ function newEntry(
       call: m.clock.call,
       step: m.clock.step,
       hidden: false,
+      // Its own buffer's fields (see createBuf), unused until then.
+      pieces: [0, 0],
+      total: 0,
+      owner: 0,
+      devOwned: null,
+      bounced: false,
+      reported: 0,
+      since: 0,
+      sinceCall: '',
+      entries: 0,
+      indexed: false,
+      stack: null,
     };
   }
   e.id = st.nextId++;
@@ -211,7 +223,7 @@ function retire(st: DebugState, e: Entry): void {
   removeEntry(st, e);
   removeCacheline(st, e);
   const buf = e.buf;
-  if (buf !== null && --buf.entries <= 0) dropBuf(st, buf);
+  if (buf !== null && --buf.entries <= 0) dropBuf(st, buf, buf !== e);
   e.buf = null;
   if (entryPool.length < 64) entryPool.push(e);
 }
@@ -230,7 +242,8 @@ function checkIllegalArea(m: Machine, st: DebugState, dev: number, phys: number,
 export function onMap(m: Machine, st: DebugState, dev: number, ev: DmaMapEvent): void {
   // debug_dma_map_single runs before the map, after the core's vmalloc refusal.
   if (ev.call === 'dma_map_single_attrs' && ev.cpuAddr >= 0 && !isVmallocAddr(ev.cpuAddr)) {
-    if (!virtAddrValid(m, ev.cpuAddr)) {
+    // virt_addr_valid: a linear-map address of a frame with a page (the API derived `phys` from it).
+    if (!isLinearMapVa(ev.cpuAddr) || !pfnValid(m, Math.floor(ev.phys / PAGE_SIZE))) {
       err(m, st, dev, 'DMA_MAP_INVALID_AREA', { addr: ev.cpuAddr, len: ev.size }, null);
     }
   }
@@ -245,7 +258,7 @@ export function onMap(m: Machine, st: DebugState, dev: number, ev: DmaMapEvent):
     // check_for_stack needs the mm layer's kernel stacks (not modelled yet).
     checkIllegalArea(m, st, dev, ev.phys, ev.size);
     const bounced = st.lastBounce.step === ev.step && st.lastBounce.dev === ev.device;
-    e.buf = createBuf(m, st, dev, 'phy', ev.dir, null, ev.phys, ev.size, true, bounced);
+    e.buf = createBuf(m, st, dev, 'phy', ev.dir, null, ev.phys, ev.size, true, bounced, e);
   }
   addDmaEntry(m, st, e);
 }
@@ -448,7 +461,7 @@ function mapSg(
     if (checkSegments) checkSgSegment(m, st, dev, lengths[k]!, dmaAddrs[k]!, dmaLengths[k]!);
     addDmaEntry(m, st, e);
   }
-  if (buf.entries === 0) dropBuf(st, buf);
+  if (buf.entries === 0) dropBuf(st, buf, true);
 }
 
 /** `debug_dma_map_sg` (called by the kernel only when the map succeeded). */
@@ -523,7 +536,7 @@ export function onAlloc(m: Machine, st: DebugState, dev: number, ev: DmaAllocEve
     // dma-debug skips NULL or invalid kernel addresses (a NO_KERNEL_MAPPING cookie); the memory is still the device's.
     e.hidden = !isVmallocAddr(ev.cpuAddr) && !virtAddrValid(m, ev.cpuAddr);
   } else {
-    e.buf = createBuf(m, st, dev, 'noncoherent', ev.dir, null, ev.phys, ev.size, false, false);
+    e.buf = createBuf(m, st, dev, 'noncoherent', ev.dir, null, ev.phys, ev.size, false, false, e);
   }
   addDmaEntry(m, st, e);
 }

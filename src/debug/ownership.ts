@@ -56,7 +56,8 @@ const bufPool: Buf[] = [];
 /**
  * Creates a buffer over the CPU `pieces` (flat [phys, length, …]), or over
  * the single piece `[phys, phys + len)` when `pieces` is null, owned by the
- * device or by the CPU.
+ * device or by the CPU. With `into` (a single mapping's entry), the entry
+ * becomes its own buffer: one object per mapping.
  */
 export function createBuf(
   m: Machine,
@@ -69,6 +70,7 @@ export function createBuf(
   len: number,
   deviceOwned: boolean,
   bounced: boolean,
+  into: Buf | null = null,
 ): Buf {
   let total = len;
   if (pieces !== null) {
@@ -76,7 +78,7 @@ export function createBuf(
     for (let i = 1; i < pieces.length; i += 2) total += pieces[i]!;
   }
   const stack = m.options.captureStacks === 'mappings' ? captureStack() : null;
-  let buf = bufPool.pop();
+  let buf = into ?? bufPool.pop();
   if (buf === undefined) {
     buf = {
       id: 0,
@@ -103,7 +105,7 @@ export function createBuf(
     buf.type = type;
     if (pieces !== null) buf.pieces = pieces;
     else {
-      // Pooled buffers always hold a two-element array (see dropBuf).
+      // Pooled buffers and entries always hold a two-element array (see dropBuf).
       buf.pieces[0] = phys;
       buf.pieces[1] = len;
     }
@@ -115,7 +117,7 @@ export function createBuf(
     buf.indexed = false;
     buf.stack = stack;
   }
-  buf.id = st.nextId++;
+  if (into === null) buf.id = st.nextId++;
   buf.owner = deviceOwned ? OWNER_DEVICE : OWNER_CPU;
   buf.since = buf.step = m.clock.step;
   buf.sinceCall = buf.call = m.clock.call;
@@ -125,8 +127,8 @@ export function createBuf(
   return buf;
 }
 
-/** Forgets a buffer (its last entry went away). */
-export function dropBuf(st: DebugState, buf: Buf): void {
+/** Forgets a buffer (its last entry went away); `pool` when it is not an entry of its own. */
+export function dropBuf(st: DebugState, buf: Buf, pool: boolean): void {
   if (buf.indexed) indexPages(st, buf, false);
   else {
     const u = st.unindexed;
@@ -137,7 +139,7 @@ export function dropBuf(st: DebugState, buf: Buf): void {
     }
   }
   st.bufCount--;
-  if (bufPool.length < 64) {
+  if (pool && bufPool.length < 64) {
     // A fresh pieces array next time: sg buffers hand theirs over, and findings may hold none.
     if (buf.pieces.length !== 2) buf.pieces = [0, 0];
     bufPool.push(buf);

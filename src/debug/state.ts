@@ -36,8 +36,14 @@ export const MAP_ERR_NOT_APPLICABLE = 0;
 export const MAP_ERR_NOT_CHECKED = 1;
 export const MAP_ERR_CHECKED = 2;
 
-/** A live mapping, DMA segment or allocation (the kernel's `struct dma_debug_entry`). */
-export interface Entry {
+/**
+ * A live mapping, DMA segment or allocation (the kernel's `struct
+ * dma_debug_entry`). A single mapping is its own ownership buffer (`buf`
+ * points to the entry itself, one object per mapping); the segments of a
+ * scatterlist share one buffer; coherent and MMIO memory have none. The
+ * buffer fields of an entry that is not its own buffer are unused.
+ */
+export interface Entry extends Buf {
   /** Creation order, unique per machine. */
   id: number;
   dev: number;
