@@ -56,6 +56,17 @@ export function isInternalAgent(agent: string): boolean {
 
 const runs: number[] = [];
 
+/** The name id of "cpu read by <agent>" or "device read by <device>" (reads outside any call), built once. */
+function readerLabel(st: DebugState, kind: 0 | 1, agent: string): number {
+  const cache = kind === 0 ? st.cpuReadLabels : st.deviceReadLabels;
+  let id = cache.get(agent);
+  if (id === undefined) {
+    id = nameId(st, `${kind === 0 ? 'cpu read by' : 'device read by'} ${agent}`);
+    cache.set(agent, id);
+  }
+  return id;
+}
+
 /** Index of the live bounce whose slot holds `pa`, or -1. */
 function bounceAt(bounces: readonly Bounce[], pa: number): number {
   let lo = 0;
@@ -88,7 +99,7 @@ export function oracleCpu(m: Machine, st: DebugState, ev: CpuAccessEvent): void 
     shadowWrite(st.shadow, ev.pa, ev.data, ev.len, ev.step, nameId(st, ev.agent), call);
     return;
   }
-  const label = m.clock.call !== '' ? call : nameId(st, `cpu read by ${ev.agent}`);
+  const label = m.clock.call !== '' ? call : readerLabel(st, 0, ev.agent);
   logRead(st.reads, ev.step, label, bytesHash(ev.data, ev.len));
   runs.length = 0;
   if (shadowCompare(st.shadow, ev.pa, ev.data, ev.len, runs) === 0) return;
@@ -108,8 +119,7 @@ export function oracleCpu(m: Machine, st: DebugState, ev: CpuAccessEvent): void 
 /** A device access, piece by piece across bounce slots. */
 export function oracleDevice(m: Machine, st: DebugState, dev: number, ev: DeviceAccessEvent): void {
   const agent = nameId(st, ev.device);
-  if (!ev.write)
-    logRead(st.reads, ev.step, nameId(st, `device read by ${ev.device}`), bytesHash(ev.data, ev.len));
+  if (!ev.write) logRead(st.reads, ev.step, readerLabel(st, 1, ev.device), bytesHash(ev.data, ev.len));
   let done = 0;
   while (done < ev.len) {
     const pa = ev.pa + done;

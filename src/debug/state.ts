@@ -163,6 +163,9 @@ export interface DebugState {
   /** Interned agent and call names (ids index this table; 0 is ''). */
   names: string[];
   nameIds: Map<string, number>;
+  /** Name ids of the labels of reads outside any call, by agent (built once). */
+  cpuReadLabels: Map<string, number>;
+  deviceReadLabels: Map<string, number>;
   shadow: ShadowStore;
   reads: ReadLog;
 }
@@ -186,6 +189,8 @@ function emptyState(): DebugState {
     unmappedSeen: new Set(),
     names: [''],
     nameIds: new Map([['', 0]]),
+    cpuReadLabels: new Map(),
+    deviceReadLabels: new Map(),
     shadow: createShadow(),
     reads: createReadLog(),
   };
