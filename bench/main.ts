@@ -3,6 +3,7 @@
  * stdout and a readable line on stderr. Not part of `npm test`.
  */
 
+import { debugBenchmarks } from './debug.bench.js';
 import { dmaBenchmarks } from './dma.bench.js';
 import { allResults } from './lib.js';
 import { machineBenchmarks } from './machine.bench.js';
@@ -20,6 +21,10 @@ if (only === undefined || only === 'dma') {
 if (only === undefined || only === 'mm') {
   process.stderr.write('mm layer\n');
   await mmBenchmarks();
+}
+if (only === undefined || only === 'debug') {
+  process.stderr.write('checker\n');
+  await debugBenchmarks();
 }
 const missed = allResults().filter((r) => r.pass === false);
 process.stderr.write(

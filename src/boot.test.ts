@@ -1,6 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { createMachine } from './boot.js';
-import { DmalabError, PROFILE_NAMES } from './machine/index.js';
+import { createMachine, runOnProfiles } from './boot.js';
+import { DMA_FROM_DEVICE, dmaMappingError, dmaMapSingle, dmaUnmapSingle } from './dma/index.js';
+import {
+  addDevice,
+  allocPages,
+  apiCall,
+  cpuRead,
+  cpuWrite,
+  DmalabError,
+  deviceDmaWrite,
+  GFP_KERNEL,
+  type Machine,
+  PAGE_OFFSET,
+  PROFILE_NAMES,
+  pageAddress,
+} from './machine/index.js';
 
 describe('createMachine', () => {
   it('builds every built-in profile with defaults from API.md', () => {
@@ -48,5 +62,46 @@ describe('createMachine', () => {
     const m = createMachine({ ramBytes: 64 * 2 ** 30 });
     expect(performance.now() - t0).toBeLessThan(200);
     expect(m.hw.mem.regions.size).toBe(0);
+  });
+});
+
+describe('runOnProfiles', () => {
+  // The driver reads a DMA_FROM_DEVICE buffer without dma_sync_single_for_cpu.
+  const driver = (m: Machine) => {
+    const dev = addDevice(m, { name: 'nic0' });
+    const buf = pageAddress(allocPages(m, GFP_KERNEL, 0)!);
+    const pa = buf - PAGE_OFFSET;
+    cpuWrite(m, pa, buf, 'cached', new Uint8Array(64), 0, 64);
+    const a = dmaMapSingle(dev, buf, 64, DMA_FROM_DEVICE);
+    dmaMappingError(dev, a);
+    deviceDmaWrite(dev, a, new Uint8Array(64).fill(0x5a));
+    apiCall(m, 'driver_poll', () => cpuRead(m, pa, buf, 'cached', new Uint8Array(4), 0, 4));
+    dmaUnmapSingle(dev, a, 64, DMA_FROM_DEVICE);
+  };
+
+  it('gives each profile its verdict and findings, and the first step where observed bytes diverge', () => {
+    const r = runOnProfiles(driver, ['x86_64', 'arm64-noncoherent', 'parisc'], { ramBytes: 64 << 20 });
+    expect(r.rows.map((x) => [x.profile, x.verdict, x.findings.map((f) => f.code)])).toEqual([
+      ['x86_64', 'latent', ['OWNERSHIP']],
+      ['arm64-noncoherent', 'broken', ['OWNERSHIP', 'STALE_DATA']],
+      ['parisc', 'latent', ['OWNERSHIP']],
+    ]);
+    // Steps: allocPages 1, dma_map_single 2, the device write 3, the poll 4.
+    expect(r.divergence).toEqual({ step: 4, call: 'driver_poll' });
+  });
+
+  it('finds no divergence when the profiles agree, nor without the checker', () => {
+    expect(runOnProfiles(driver, ['x86_64', 'parisc']).divergence).toBeNull();
+    const off = runOnProfiles(driver, ['x86_64', 'arm64-noncoherent'], { check: false });
+    expect(off.divergence).toBeNull();
+    expect(off.rows.map((x) => x.verdict)).toEqual(['clean', 'clean']);
+  });
+
+  it('keeps the findings up to a panic, and refuses a profile in the options', () => {
+    const r = runOnProfiles(driver, ['arm64-noncoherent'], { panicOnWarn: true });
+    expect(r.rows[0]!.findings.map((f) => f.code)).toEqual(['OWNERSHIP']);
+    expect(() => runOnProfiles(driver, ['x86_64'], { profile: 'parisc' } as never)).toThrow(
+      /^profile: runOnProfiles takes the profiles as its second argument/,
+    );
   });
 });

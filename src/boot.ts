@@ -4,6 +4,7 @@
  * dependency order, and ends the boot.
  */
 
+import { attachChecker, firstDivergence, observedReads, type ProfilesResult } from './debug/index.js';
 import { initDma } from './dma/index.js';
 import {
   type CaptureStacks,
@@ -16,10 +17,13 @@ import {
   type Machine,
   MMAP_STRATEGIES,
   type MmapStrategy,
+  machineFindings,
   newMachineShell,
+  PROFILE_NAMES,
   type Profile,
   type ResolvedOptions,
   resolveProfile,
+  runVerdict,
 } from './machine/index.js';
 import { initMm } from './mm/index.js';
 
@@ -150,6 +154,39 @@ export function createMachine(options: MachineOptions = {}): Machine {
   // The DMA layer reserves its swiotlb pool with memblock, before anything allocates pages.
   initDma(m);
   initMm(m);
+  if (m.options.check) attachChecker(m);
   m.booted = true;
   return m;
+}
+
+/**
+ * Runs the same driver function on a fresh machine of each profile (API.md
+ * §3) and returns each profile's verdict and findings, plus the first step
+ * whose observed bytes differ between profiles (null when they all agree,
+ * or when the checker is off and nothing was observed). A run stopped by
+ * `panicOnWarn` keeps the findings up to the panic.
+ */
+export function runOnProfiles(
+  fn: (m: Machine) => void,
+  profiles: readonly (string | Profile)[] = PROFILE_NAMES,
+  options: Omit<MachineOptions, 'profile'> = {},
+): ProfilesResult {
+  if ('profile' in (options as MachineOptions)) {
+    throw new DmalabError('runOnProfiles takes the profiles as its second argument, not in the options', {
+      field: 'profile',
+    });
+  }
+  const rows: ProfilesResult['rows'] = [];
+  const logs = [];
+  for (const profile of profiles) {
+    const m = createMachine({ ...options, profile });
+    try {
+      fn(m);
+    } catch (err) {
+      if (!(err instanceof DmalabError && err.message.startsWith('panic on warn:'))) throw err;
+    }
+    rows.push({ profile: m.profile.name, verdict: runVerdict(m), findings: machineFindings(m).slice() });
+    logs.push(observedReads(m));
+  }
+  return { rows, divergence: firstDivergence(logs) };
 }

@@ -4,7 +4,8 @@
  * kernel's names in camelCase.
  */
 
-export { createMachine, type MachineOptions, resolveOptions } from './boot.js';
+export { createMachine, type MachineOptions, resolveOptions, runOnProfiles } from './boot.js';
+export * from './debug/index.js';
 export * from './dma/index.js';
 export * from './lib/index.js';
 export * from './machine/index.js';

@@ -36,9 +36,11 @@ import {
   type Gfp,
   getOrder,
   gfpflagsAllowBlocking,
+  isLinearMapVa,
   type KernelVa,
   leaveCall,
   type Machine,
+  PAGE_OFFSET,
   PAGE_SIZE,
   type Page,
   pageAddress,
@@ -49,6 +51,7 @@ import {
 import {
   ioremapWc,
   iounmap,
+  kernelPteLookup,
   kernelWriteFrom,
   PAGE_KERNEL,
   type Pgprot,
@@ -584,6 +587,32 @@ function freeIommuPages(m: Machine, pages: number[]): void {
 
 // --------------------------------------------------------------------------- driver face
 
+/** The checker's allocation kinds: shared coherent memory, or memory the driver syncs. */
+function eventKind(kind: DmaAllocRecord['kind']): 'coherent' | 'noncoherent' {
+  return kind === 'coherent' ? 'coherent' : 'noncoherent';
+}
+
+/** Physically contiguous runs of a page list, as (phys, length) pieces. */
+function segmentsOf(pages: number[], size: number): { phys: number; length: number }[] {
+  const out: { phys: number; length: number }[] = [];
+  let left = size;
+  for (let i = 0; i < pages.length && left > 0; i++) {
+    const len = Math.min(PAGE_SIZE, left);
+    const last = out[out.length - 1];
+    if (last !== undefined && last.phys + last.length === pages[i]! * PAGE_SIZE) last.length += len;
+    else out.push({ phys: pages[i]! * PAGE_SIZE, length: len });
+    left -= len;
+  }
+  return out;
+}
+
+/** What a CPU address given to a free translates to through the kernel page tables (-1: nothing). */
+function cpuAddrPhys(m: Machine, cpuAddr: number): number {
+  if (isLinearMapVa(cpuAddr)) return cpuAddr - PAGE_OFFSET;
+  const pte = kernelPteLookup(m, cpuAddr);
+  return pte === null ? -1 : pte.pfn * PAGE_SIZE + (cpuAddr % PAGE_SIZE);
+}
+
 function emitAlloc(
   dev: Device,
   call: string,
@@ -600,16 +629,15 @@ function emitAlloc(
     type: 'dma-alloc',
     device: dev.name,
     call,
-    kind,
-    cpuAddr: r === null ? 0 : r.cpuAddr,
-    dmaAddr: r === null ? 0 : r.dmaHandle,
+    kind: eventKind(kind),
+    cpuAddr: r === null ? -1 : r.cpuAddr,
+    cpuAttr: r === null ? 'cached' : r.attr,
+    dmaAddr: r === null ? DMA_MAPPING_ERROR : r.dmaHandle,
     phys: r === null ? -1 : (r.pages[0] ?? 0) * PAGE_SIZE,
     size,
     gfp,
     attrs,
     dir,
-    attr: r === null ? 'cached' : r.attr,
-    pages: r === null ? [] : r.pages.slice(0, Math.ceil(size / PAGE_SIZE)),
   });
 }
 
@@ -622,7 +650,6 @@ function emitFree(
   attrs: number,
   kind: DmaAllocRecord['kind'],
   dir: number,
-  r: DmaAllocRecord | undefined,
 ): void {
   const m = dev.machine;
   if (!m.bus.wants['dma-free']) return;
@@ -630,13 +657,13 @@ function emitFree(
     type: 'dma-free',
     device: dev.name,
     call,
-    kind,
+    kind: eventKind(kind),
     cpuAddr,
     dmaAddr,
     size,
+    phys: cpuAddrPhys(m, cpuAddr),
     attrs,
     dir,
-    known: r !== undefined,
   });
 }
 
@@ -653,21 +680,22 @@ export function emitNoncontig(
   alloc: boolean,
 ): void {
   const m = dev.machine;
+  const segments = pages === null ? [] : segmentsOf(pages, size);
   if (alloc && m.bus.wants['dma-alloc']) {
     m.bus.emit({
       type: 'dma-alloc',
       device: dev.name,
       call,
       kind: 'noncontiguous',
-      cpuAddr: 0,
-      dmaAddr: pages === null ? 0 : dmaAddr,
+      cpuAddr: -1,
+      cpuAttr: 'cached',
+      dmaAddr: pages === null ? DMA_MAPPING_ERROR : dmaAddr,
       phys: pages === null ? -1 : pages[0]! * PAGE_SIZE,
       size,
       gfp,
       attrs,
       dir,
-      attr: 'cached',
-      pages: pages === null ? [] : pages.slice(0, Math.ceil(size / PAGE_SIZE)),
+      segments,
     });
   }
   if (!alloc && m.bus.wants['dma-free']) {
@@ -676,12 +704,13 @@ export function emitNoncontig(
       device: dev.name,
       call,
       kind: 'noncontiguous',
-      cpuAddr: 0,
+      cpuAddr: -1,
       dmaAddr,
       size,
+      phys: segments[0]?.phys ?? -1,
       attrs,
       dir,
-      known: pages !== null,
+      segments,
     });
   }
 }
@@ -783,7 +812,7 @@ export function dmaFreeInner(
 ): void {
   const m = dev.machine;
   const r = allocs(m).get(cpuAddr);
-  emitFree(dev, call, cpuAddr, dmaHandle, size, attrs, 'coherent', DMA_BIDIRECTIONAL, r);
+  emitFree(dev, call, cpuAddr, dmaHandle, size, attrs, 'coherent', DMA_BIDIRECTIONAL);
   if (cpuAddr === 0 || r === undefined || r.device !== dev.id) return;
   allocs(m).delete(cpuAddr);
   backendFree(dev, r, size);
@@ -919,7 +948,7 @@ function freePagesRecord(
 ): void {
   const m = dev.machine;
   const r = allocs(m).get(cpuAddr);
-  emitFree(dev, call, cpuAddr, dmaHandle, size, 0, kind, dir, r);
+  emitFree(dev, call, cpuAddr, dmaHandle, size, 0, kind, dir);
   if (r === undefined || r.device !== dev.id) return;
   allocs(m).delete(cpuAddr);
   const ops = getDmaOps(dev);

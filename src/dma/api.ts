@@ -27,7 +27,6 @@ import {
   type PhysAddr,
   pageToPhys,
   pfnValid,
-  physToPfn,
   reportFinding,
   WARN,
 } from '../machine/index.js';
@@ -481,7 +480,9 @@ export function dmaUnmapSingle(dev: Device, addr: DmaAddr, size: number, dir: Dm
 
 /**
  * `dma_map_resource()`: maps MMIO (a peer's BAR) for DMA, never bounced,
- * never cache-maintained. Under dma-debug a RAM address is refused (WARN).
+ * never cache-maintained: `dma_map_phys()` with `DMA_ATTR_MMIO`. Current
+ * kernels no longer refuse RAM here; dma-debug reports it ("dma_map_resource
+ * called for RAM address").
  */
 export function dmaMapResource(
   dev: Device,
@@ -493,15 +494,6 @@ export function dmaMapResource(
   const m = dev.machine;
   enterCall(m, 'dma_map_resource');
   try {
-    if (m.options.check && pfnValid(m, physToPfn(physAddr))) {
-      if (warnOnce(dev, 'map_resource ram')) {
-        reportFinding(m, WARN.code, `WARNING: dma_map_resource of a RAM address 0x${physAddr.toString(16)}`, {
-          device: dev.name,
-          details: { phys: physAddr },
-        });
-      }
-      return DMA_MAPPING_ERROR;
-    }
     return mapPhys(dev, 'dma_map_resource', -1, physAddr, size, dir, attrs | DMA_ATTR_MMIO);
   } finally {
     leaveCall(m);

@@ -30,7 +30,7 @@ import {
   kernelWriteFrom,
   registerDevresRelease,
 } from '../mm/index.js';
-import { dmaAllocInner, dmaFreeInner } from './alloc.js';
+import { dmaAllocInner, dmaFreeInner, emitAllocPublic } from './alloc.js';
 import { dmaState } from './state.js';
 
 export const DMA_POOL_BUSY = registerFindingCode({
@@ -176,7 +176,9 @@ function poolAllocInner(pool: DmaPool, memFlags: Gfp): { vaddr: KernelVa; dma: D
   const p = pool.state;
   if (p.nextBlock === 0) {
     const dev = m.devices[p.device]!;
+    // pool_alloc_page: dma_alloc_coherent, seen by dma-debug like any other.
     const r = dmaAllocInner(dev, p.allocation, memFlags & ~__GFP_ZERO, 0);
+    emitAllocPublic(dev, 'dma_alloc_coherent', r, p.allocation, memFlags, 0);
     if (r === null) return null;
     initialisePage(m, p, r.cpuAddr, r.dmaHandle);
   }

@@ -26,6 +26,7 @@ import {
   dmaFreeNoncontiguous,
   dmaMmapNoncontiguous,
   dmaSyncSgtableForCpu,
+  dmaSyncSgtableForDevice,
   dmaVmapNoncontiguous,
 } from './index.js';
 
@@ -43,6 +44,7 @@ describe('dma_alloc_noncontiguous', () => {
     expect(sgt.origNents).toBeGreaterThanOrEqual(1);
     const va = dmaVmapNoncontiguous(dev, 8 * PAGE_SIZE, sgt)!;
     kernelRead(m, va + 5 * PAGE_SIZE, 4); // cached through the vmap
+    dmaSyncSgtableForDevice(dev, sgt, DMA_FROM_DEVICE); // hand it to the device
     const data = new Uint8Array(8 * PAGE_SIZE).fill(0x3c);
     deviceDmaWrite(dev, sgDmaAddress(sgt.sgl!), data);
     dmaSyncSgtableForCpu(dev, sgt, DMA_FROM_DEVICE);

@@ -409,7 +409,7 @@ function emitSg(
   call: string,
   list: Scatterlist[],
   nents: number,
-  ents: number,
+  mapped: number,
   dir: number,
   attrs: number,
   forCpu: boolean,
@@ -418,27 +418,33 @@ function emitSg(
   if (!m.bus.wants[type]) return;
   const phys = list.map((s) => sgPhys(s) as number);
   const lengths = list.map((s) => s.length);
-  const segs = Math.max(0, type === 'dma-map-sg' ? ents : list.length);
+  // A map reports the first `mapped` DMA segments; unmap and sync, every entry passed.
+  const segs = type === 'dma-map-sg' ? Math.max(0, mapped) : list.length;
   const dmaAddrs: number[] = [];
-  const dmaLens: number[] = [];
+  const dmaLengths: number[] = [];
   for (let i = 0; i < segs && i < list.length; i++) {
     dmaAddrs.push(sgDmaAddress(list[i]!));
-    dmaLens.push(sgDmaLen(list[i]!));
+    dmaLengths.push(sgDmaLen(list[i]!));
   }
-  m.bus.emit({
-    type,
-    device: dev.name,
-    call,
-    nents,
-    ents,
-    dir,
-    attrs,
-    forCpu,
-    phys,
-    lengths,
-    dmaAddrs,
-    dmaLens,
-  });
+  if (type === 'dma-map-sg') {
+    m.bus.emit({
+      type,
+      device: dev.name,
+      call,
+      nents,
+      mapped,
+      dir,
+      attrs,
+      phys,
+      lengths,
+      dmaAddrs,
+      dmaLengths,
+    });
+  } else if (type === 'dma-unmap-sg') {
+    m.bus.emit({ type, device: dev.name, call, nents, dir, attrs, phys, lengths, dmaAddrs, dmaLengths });
+  } else {
+    m.bus.emit({ type, device: dev.name, call, forCpu, nents, dir, phys, lengths, dmaAddrs, dmaLengths });
+  }
 }
 
 /** `__dma_map_sg_attrs()`: the count of DMA segments or a negative errno. */

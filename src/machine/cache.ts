@@ -439,6 +439,36 @@ export function cacheDirtyLines(m: Machine, pa: number, len: number, colour = AL
   return n;
 }
 
+/** One cached copy of a line, as the cache holds it. */
+export interface CachedLineCopy {
+  /** Physical address of the line's first byte. */
+  readonly pa: number;
+  readonly colour: number;
+  readonly dirty: boolean;
+  /** A copy of the line's bytes. */
+  readonly data: Uint8Array;
+}
+
+/**
+ * Every cached copy of the line holding `pa` (one per colour on a VIPT
+ * cache), for checkers and visualizers: no LRU update, no event, no step.
+ */
+export function cacheLineCopies(m: Machine, pa: number): CachedLineCopy[] {
+  const c = m.hw.cache;
+  const L = c.lineSize;
+  const start = Math.floor(pa / L) * L;
+  const out: CachedLineCopy[] = [];
+  forEachLine(c, start, L, ALL_COLOURS, (i) => {
+    out.push({
+      pa: start,
+      colour: c.colour[i]!,
+      dirty: c.dirty[i] === 1,
+      data: c.data.slice(i * L, i * L + L),
+    });
+  });
+  return out;
+}
+
 /** Clean: write back dirty lines of the range, keep them valid (arm64 `dc cvac`). Returns lines written back. */
 export function cacheClean(m: Machine, pa: number, len: number, colour = ALL_COLOURS): number {
   const c = m.hw.cache;

@@ -88,6 +88,14 @@ export function cpuWrite(
   return 'ok';
 }
 
+/**
+ * Reads physical memory as it is, bypassing the caches: no event, no step,
+ * no cache state change. For checkers and visualizers, never for driver code.
+ */
+export function memPeek(m: Machine, pa: number, out: Uint8Array, outOff: number, len: number): void {
+  memRead(m.hw.mem, pa, out, outOff, len);
+}
+
 const zeroes = new Uint8Array(4096);
 
 /** A CPU store of `len` zero bytes (`memset(p, 0, len)`). */

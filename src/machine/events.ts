@@ -384,58 +384,107 @@ export interface DmaMappingErrorEvent extends EventBase {
   dmaAddr: number;
 }
 
-export interface DmaSgEvent extends EventBase {
-  type: 'dma-map-sg' | 'dma-unmap-sg' | 'dma-sync-sg';
+/**
+ * `dma_map_sg` and its variants, after the backend ran. `phys`/`lengths` are
+ * the input entries' CPU side (`sg_phys`, `sg->length`; a page-less entry's
+ * physical address), `dmaAddrs`/`dmaLengths` the DMA fields of the first
+ * `mapped` entries (`sg_dma_address`, `sg_dma_len`).
+ */
+export interface DmaMapSgEvent extends EventBase {
+  type: 'dma-map-sg';
   device: string;
   call: string;
-  /** Entries given (the `nents` argument). */
+  /** `nents` passed by the driver. */
   nents: number;
-  /** DMA segments returned by the map (0 for unmap and sync). */
-  ents: number;
+  /** The count returned: DMA segments mapped, or a negative errno. */
+  mapped: number;
   dir: number;
   attrs: number;
-  /** For syncs: towards the CPU (true) or the device. */
-  forCpu: boolean;
-  /** CPU view, one per entry: physical address and length. */
-  phys: number[];
-  lengths: number[];
-  /** DMA view: the segments' addresses and lengths (the first `ents` entries for a map). */
-  dmaAddrs: number[];
-  dmaLens: number[];
+  phys: readonly number[];
+  lengths: readonly number[];
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
 }
 
+/**
+ * `dma_unmap_sg`, emitted before the backend tears the mapping down (the
+ * kernel's order), so the DMA fields are still those of the map.
+ * `dmaAddrs`/`dmaLengths` hold the DMA fields of all `nents` entries.
+ */
+export interface DmaUnmapSgEvent extends EventBase {
+  type: 'dma-unmap-sg';
+  device: string;
+  call: string;
+  nents: number;
+  dir: number;
+  attrs: number;
+  phys: readonly number[];
+  lengths: readonly number[];
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
+}
+
+/** `dma_sync_sg_for_cpu/_for_device`, with the DMA fields of all `nents` entries passed. */
+export interface DmaSyncSgEvent extends EventBase {
+  type: 'dma-sync-sg';
+  device: string;
+  call: string;
+  forCpu: boolean;
+  nents: number;
+  dir: number;
+  phys: readonly number[];
+  lengths: readonly number[];
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
+}
+
+/** What a DMA allocation gives: shared coherent memory, or memory the driver syncs. */
+export type DmaAllocKind = 'coherent' | 'noncoherent' | 'noncontiguous';
+
+/**
+ * A DMA allocation made (`dma_alloc_attrs`, `dma_alloc_pages`,
+ * `dma_alloc_noncoherent`, `dma_alloc_noncontiguous`, managed variants).
+ */
 export interface DmaAllocEvent extends EventBase {
   type: 'dma-alloc';
   device: string;
   call: string;
-  kind: 'coherent' | 'noncoherent' | 'pages' | 'noncontiguous';
-  /** CPU address (or page cookie); 0 when the allocation failed. */
+  kind: DmaAllocKind;
+  /** The CPU address returned (-1 for none; a page cookie with `DMA_ATTR_NO_KERNEL_MAPPING`). */
   cpuAddr: number;
+  /** Memory attribute of the CPU view returned at `cpuAddr`. */
+  cpuAttr: MemAttr;
+  /** `DMA_MAPPING_ERROR` when the allocation failed. */
   dmaAddr: number;
-  /** Physical address of the first page, -1 on failure. */
-  phys: number;
   size: number;
-  gfp: number;
-  attrs: number;
+  /** Physical address of the first byte (-1 when failed). */
+  phys: number;
+  /** `DMA_BIDIRECTIONAL` for coherent memory. */
   dir: number;
-  /** Attribute of the CPU mapping returned. */
-  attr: MemAttr;
-  /** Page frames backing it. */
-  pages: number[];
+  attrs: number;
+  /** The allocation's GFP flags (absent for events that have none). */
+  gfp?: number;
+  /** noncontiguous: the CPU pieces (physical address, length), one contiguous DMA range. */
+  segments?: readonly { phys: number; length: number }[];
 }
 
+/**
+ * A DMA allocation given back (`dma_free_attrs`, `dma_free_pages`, …),
+ * emitted before the backend frees it. `phys` is what the freed CPU address
+ * translates to (-1 when it translates to nothing).
+ */
 export interface DmaFreeEvent extends EventBase {
   type: 'dma-free';
   device: string;
   call: string;
-  kind: 'coherent' | 'noncoherent' | 'pages' | 'noncontiguous';
+  kind: DmaAllocKind;
   cpuAddr: number;
   dmaAddr: number;
   size: number;
-  attrs: number;
+  phys: number;
   dir: number;
-  /** The CPU address was a live allocation of this machine. */
-  known: boolean;
+  attrs: number;
+  segments?: readonly { phys: number; length: number }[];
 }
 
 export interface DmaMmapEvent extends EventBase {
@@ -481,7 +530,9 @@ export type MachineEvent =
   | DmaUnmapEvent
   | DmaSyncEvent
   | DmaMappingErrorEvent
-  | DmaSgEvent
+  | DmaMapSgEvent
+  | DmaUnmapSgEvent
+  | DmaSyncSgEvent
   | DmaAllocEvent
   | DmaFreeEvent
   | DmaMmapEvent
@@ -556,11 +607,13 @@ export type Wants = { [T in EventType]: boolean };
 /**
  * The synchronous bus. Listeners run in subscription order during `emit`;
  * a listener that throws propagates to the emitter (a checker with
- * panicOnWarn relies on that).
+ * panicOnWarn relies on that). Listener lists are replaced, never mutated,
+ * when somebody subscribes or unsubscribes, so `emit` walks them without
+ * copying and a change made during an emission takes effect at the next one.
  */
 export class EventBus {
-  private readonly byType = new Map<EventType, Listener[]>();
-  private readonly anyType: Listener[] = [];
+  private readonly byType = new Map<string, readonly Listener[]>();
+  private anyType: readonly Listener[] = [];
   readonly wants: Wants;
 
   constructor(private readonly clock: { step: number; time: number }) {
@@ -572,12 +625,12 @@ export class EventBus {
   /** Subscribes to one event type, or to all with `'*'`; returns the unsubscribe function. */
   on<T extends EventType>(type: T | '*', fn: (ev: EventOf<T>) => void): () => void {
     const listener = fn as Listener;
-    const list = type === '*' ? this.anyType : this.listFor(type);
-    list.push(listener);
+    if (type === '*') this.anyType = [...this.anyType, listener];
+    else this.byType.set(type, [...(this.byType.get(type) ?? []), listener]);
     this.recompute();
     return () => {
-      const i = list.indexOf(listener);
-      if (i >= 0) list.splice(i, 1);
+      if (type === '*') this.anyType = without(this.anyType, listener);
+      else this.byType.set(type, without(this.byType.get(type) ?? [], listener));
       this.recompute();
     };
   }
@@ -588,21 +641,19 @@ export class EventBus {
     ev.step = this.clock.step;
     ev.time = this.clock.time;
     const list = this.byType.get(ev.type);
-    if (list !== undefined) for (const fn of list.slice()) fn(ev);
-    for (const fn of this.anyType.slice()) fn(ev);
-  }
-
-  private listFor(type: EventType): Listener[] {
-    let list = this.byType.get(type);
-    if (list === undefined) {
-      list = [];
-      this.byType.set(type, list);
-    }
-    return list;
+    if (list !== undefined) for (let i = 0; i < list.length; i++) list[i]!(ev);
+    const any = this.anyType;
+    for (let i = 0; i < any.length; i++) any[i]!(ev);
   }
 
   private recompute(): void {
     const all = this.anyType.length > 0;
     for (const t of EVENT_TYPES) this.wants[t] = all || (this.byType.get(t)?.length ?? 0) > 0;
   }
+}
+
+/** `list` without the first occurrence of `fn` (a new array). */
+function without(list: readonly Listener[], fn: Listener): readonly Listener[] {
+  const i = list.indexOf(fn);
+  return i < 0 ? list : [...list.slice(0, i), ...list.slice(i + 1)];
 }

@@ -206,7 +206,12 @@ const packageRoot = new URL('../../', import.meta.url).href;
 
 /** The caller's stack as repo-relative `file:line:col` frames, dmalab's internals left out. */
 export function captureStack(): string[] {
+  // V8 keeps 10 frames by default; a finding raised by a listener deep in dmalab would lose the caller's.
+  const E = Error as { stackTraceLimit?: number | undefined };
+  const limit = E.stackTraceLimit;
+  E.stackTraceLimit = 64;
   const raw = new Error().stack ?? '';
+  E.stackTraceLimit = limit;
   const frames: string[] = [];
   for (const line of raw.split('\n').slice(1)) {
     const m = /\(?((?:file|node):[^\s)]+|\/[^\s)]+):(\d+):(\d+)\)?\s*$/.exec(line.trim());

@@ -6,6 +6,7 @@
 
 export {
   ALL_COLOURS,
+  type CachedLineCopy,
   type CacheStats,
   cacheClean,
   cacheDirtyLines,
@@ -13,12 +14,13 @@ export {
   cacheFlush,
   cacheFlushAll,
   cacheInvalidate,
+  cacheLineCopies,
   cacheLinesPresent,
   cachePageHasLines,
   cacheSpeculativeFill,
   colourOf,
 } from './cache.js';
-export { cpuRead, cpuWrite, cpuZero, type MemTxResult, withAgent } from './cpu.js';
+export { cpuRead, cpuWrite, cpuZero, type MemTxResult, memPeek, withAgent } from './cpu.js';
 export {
   type AddDeviceOptions,
   addDevice,

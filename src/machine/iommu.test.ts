@@ -111,7 +111,8 @@ describe('IOMMU', () => {
   });
 
   it('reports a bus address beyond the interconnect limit without touching memory', () => {
-    const m = createMachine({ ramBytes: 2 * 2 ** 30 });
+    // Raw hardware, no DMA API: the checker would also report the unmapped access.
+    const m = createMachine({ ramBytes: 2 * 2 ** 30, check: false });
     const dev = addDevice(m, { name: 'display', busDmaLimitBits: 30 });
     expect(deviceDmaAccess(dev, 0x3fff_fff0, 16, false).status).toBe('ok');
     const r = deviceDmaAccess(dev, 0x4000_0000, 16, true, new Uint8Array(16).fill(1));

@@ -59,8 +59,9 @@ describe('snapshot, restore and hash', () => {
   });
 
   it('hashes equal states equally whatever the path, and distinguishes different bytes', () => {
-    const a = createMachine({ ramBytes: 64 << 20 });
-    const b = createMachine({ ramBytes: 64 << 20 });
+    // The machine's own state only: with the checker on, the oracle also remembers which bytes were written.
+    const a = createMachine({ ramBytes: 64 << 20, check: false });
+    const b = createMachine({ ramBytes: 64 << 20, check: false });
     expect(machineHash(a)).toBe(machineHash(b));
     const pa = pageToPhys(allocPages(a, GFP_KERNEL, 0)!);
     allocPages(b, GFP_KERNEL, 0);

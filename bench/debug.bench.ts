@@ -1,0 +1,68 @@
+/**
+ * Checker benchmarks: the overhead of the checker (dma-debug entries,
+ * ownership, the oracle's listeners) on the DMA round trip of
+ * bench/dma.bench.ts — dma_map_single + dma_mapping_error +
+ * dma_sync_single_for_cpu + dma_unmap_single of 4 KiB — as the speed with
+ * the checker on relative to the speed with it off. Goal: at most 2× the
+ * time (ratio ≥ 0.5).
+ *
+ * With the checker on, two costs come before any checking: syncs run even
+ * where they are no-ops (dma-debug makes `dma_need_sync` true, as in the
+ * kernel), and the DMA API builds and emits its four events. The "floor"
+ * metric measures those alone (idle listeners), to show how much of the
+ * overhead is the checker's own.
+ */
+
+import { createMachine } from '../src/boot.js';
+import {
+  addDevice,
+  allocPages,
+  cpuWrite,
+  DMA_BIT_MASK,
+  DMA_FROM_DEVICE,
+  dmaMappingError,
+  dmaMapSingle,
+  dmaSetMaskAndCoherent,
+  dmaSyncSingleForCpu,
+  dmaUnmapSingle,
+  GFP_KERNEL,
+  pageAddress,
+  pageToPhys,
+} from '../src/index.js';
+import { roundTrip } from './dma.bench.js';
+import { ratio } from './lib.js';
+
+/** The round trip with syncs forced and idle listeners on the four DMA events, but no checker. */
+function floor(profile: string): () => void {
+  const m = createMachine({ profile, ramBytes: 256 * 1024 * 1024, check: false });
+  // Benchmark-only: make the DMA API behave as under dma-debug without attaching the checker.
+  (m.options as { check: boolean }).check = true;
+  for (const t of ['dma-map', 'dma-unmap', 'dma-sync', 'dma-mapping-error'] as const) m.bus.on(t, () => {});
+  const dev = addDevice(m, { name: 'nic' });
+  dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+  const page = allocPages(m, GFP_KERNEL, 0)!;
+  const buf = pageAddress(page);
+  cpuWrite(m, pageToPhys(page), buf, 'cached', new Uint8Array(4096), 0, 4096);
+  return () => {
+    const addr = dmaMapSingle(dev, buf, 4096, DMA_FROM_DEVICE);
+    if (dmaMappingError(dev, addr)) throw new Error('map failed');
+    dmaSyncSingleForCpu(dev, addr, 4096, DMA_FROM_DEVICE);
+    dmaUnmapSingle(dev, addr, 4096, DMA_FROM_DEVICE);
+  };
+}
+
+export async function debugBenchmarks(): Promise<void> {
+  for (const profile of ['x86_64', 'arm64-noncoherent', 'parisc', 'swiotlb-force']) {
+    await ratio(
+      `checker on vs off, dma map+error+sync+unmap 4 KiB, ${profile}`,
+      roundTrip(profile, false),
+      roundTrip(profile, true),
+      { min: 0.5, text: '>= 0.5 (at most 2x the time)' },
+    );
+  }
+  await ratio(
+    'floor: forced syncs and idle event listeners vs checker off, x86_64',
+    roundTrip('x86_64', false),
+    floor('x86_64'),
+  );
+}

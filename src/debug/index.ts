@@ -1,0 +1,20 @@
+/**
+ * The checker's public face: attaching it (createMachine does), the finding
+ * codes and the dma-debug parity table, the observed-bytes log, and the
+ * renderers for text, JSON, SARIF and the profile matrix.
+ */
+
+export { attachChecker, checkerAttached, type ObservedRead, observedReads } from './checker.js';
+export * from './codes.js';
+export {
+  firstDivergence,
+  type MatrixOptions,
+  type ProfileRow,
+  type ProfilesResult,
+  renderMatrix,
+  renderProfiles,
+} from './matrix.js';
+export { registerInternalAgent } from './oracle.js';
+export { findingData, type JsonOptions, renderFindingsJson, stableStringify } from './render/json.js';
+export { renderFindingsSarif } from './render/sarif.js';
+export { renderFindingsText, type TextOptions } from './render/text.js';

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { buffer, codes, kread, kwrite, machine } from '../../test/debug-kit.js';
+import {
+  DMA_FROM_DEVICE,
+  dmaMappingError,
+  dmaMapSingle,
+  dmaSyncSingleForCpu,
+  dmaUnmapSingle,
+} from '../dma/index.js';
+import { deviceDmaWrite, machineHash, restoreMachine, snapshotMachine } from '../machine/index.js';
+import { observedReads } from './index.js';
+
+describe('the checker’s state in snapshots', () => {
+  it('restores entries, ownership, the shadow and the observed log in place', () => {
+    const { m, dev } = machine('arm64-noncoherent');
+    const buf = buffer(m);
+    kwrite(m, buf, [1, 2, 3, 4]);
+    const a = dmaMapSingle(dev, buf, 256, DMA_FROM_DEVICE);
+    dmaMappingError(dev, a);
+    const snap = snapshotMachine(m);
+    const hash = machineHash(m);
+    const reads = observedReads(m).length;
+
+    // A correct continuation: the device writes, the CPU syncs and reads, the mapping goes.
+    deviceDmaWrite(dev, a, new Uint8Array(256).fill(9));
+    dmaSyncSingleForCpu(dev, a, 256, DMA_FROM_DEVICE);
+    expect(kread(m, buf, 2)).toEqual([9, 9]);
+    dmaUnmapSingle(dev, a, 256, DMA_FROM_DEVICE);
+    expect(codes(m)).toEqual([]);
+    expect(machineHash(m)).not.toBe(hash);
+
+    restoreMachine(m, snap);
+    expect(machineHash(m)).toBe(hash);
+    expect(observedReads(m)).toHaveLength(reads);
+    // The mapping is live again and the device owns it: a CPU read is a violation, and stale.
+    deviceDmaWrite(dev, a, new Uint8Array(256).fill(7));
+    expect(kread(m, buf, 2)).toEqual([1, 2]);
+    expect(codes(m)).toEqual(['OWNERSHIP', 'STALE_DATA']);
+    dmaUnmapSingle(dev, a, 256, DMA_FROM_DEVICE);
+    expect(codes(m)).toEqual(['OWNERSHIP', 'STALE_DATA']); // no double-unmap: the entry was restored
+
+    // The snapshot is reusable.
+    restoreMachine(m, snap);
+    expect(machineHash(m)).toBe(hash);
+    dmaUnmapSingle(dev, a, 256, DMA_FROM_DEVICE);
+    expect(codes(m)).toEqual([]);
+  });
+
+  it('hashes what decides future findings: live mappings and the shadow’s bytes', () => {
+    const one = machine('x86_64');
+    const two = machine('x86_64');
+    const b1 = buffer(one.m);
+    buffer(two.m);
+    expect(machineHash(one.m)).toBe(machineHash(two.m));
+    const a = dmaMapSingle(one.dev, b1, 64, DMA_FROM_DEVICE);
+    dmaMappingError(one.dev, a);
+    expect(machineHash(one.m)).not.toBe(machineHash(two.m));
+    dmaUnmapSingle(one.dev, a, 64, DMA_FROM_DEVICE);
+    // Mapped and unmapped again: the same state (the checker's ids and steps are history).
+    const twoStep = two.m.clock.step;
+    expect(twoStep).toBeLessThan(one.m.clock.step);
+    expect(machineHash(one.m)).toBe(machineHash(two.m));
+    kwrite(one.m, b1, [0]);
+    kwrite(two.m, b1, [0]);
+    expect(machineHash(one.m)).toBe(machineHash(two.m));
+    kwrite(two.m, b1 + 1, [0]); // memory equal, but the oracle now knows one more byte
+    expect(machineHash(one.m)).not.toBe(machineHash(two.m));
+  });
+});
