@@ -32,9 +32,12 @@ export function DMA_BIT_MASK(n: number): DmaMaskBits {
   return n as DmaMaskBits;
 }
 
+/** 2^min(n, 53) for n = 0…64: `2 ** n` with a variable exponent is slow on hot paths. */
+const MASK_LIMITS = Array.from({ length: 65 }, (_, n) => 2 ** Math.min(n, 53));
+
 /** The highest address a mask of `bits` allows, plus one (safe up to 2^53). */
 export function maskLimit(bits: number): number {
-  return 2 ** Math.min(bits, 53);
+  return MASK_LIMITS[bits] ?? 2 ** Math.min(bits, 53);
 }
 
 // DMA_ATTR_* (include/linux/dma-mapping.h, current numbering).
