@@ -67,6 +67,10 @@ export const DMA_SYNC_DEVICE_WRITE_ONLY = dmaDebug(
   'sync for the device of a DMA_FROM_DEVICE mapping with a direction other than DMA_FROM_DEVICE',
 );
 export const DMA_SYNC_SG_NENTS = dmaDebug('DMA_SYNC_SG_NENTS', 'dma_sync_sg_* with a different entry count');
+export const DMA_MAP_STACK = dmaDebug(
+  'DMA_MAP_STACK',
+  'a mapping of memory on the current task’s kernel stack (direct-mapped or vmapped)',
+);
 export const DMA_MAP_KERNEL_TEXT = dmaDebug(
   'DMA_MAP_KERNEL_TEXT',
   'a mapping of memory in the kernel image text or rodata',
@@ -155,11 +159,7 @@ export const DMA_DEBUG_CHECKS: readonly DmaDebugCheck[] = [
   { check: 13, code: DMA_SYNC_DEVICE_READ_ONLY.code },
   { check: 14, code: DMA_SYNC_DEVICE_WRITE_ONLY.code },
   { check: 15, code: DMA_SYNC_SG_NENTS.code },
-  {
-    check: 16,
-    code: '',
-    note: 'not yet: needs the kernel stack of the mm layer (kernelStackBuffer/objectIsOnStack)',
-  },
+  { check: 16, code: DMA_MAP_STACK.code },
   { check: 17, code: DMA_MAP_KERNEL_TEXT.code },
   { check: 18, code: DMA_MAP_INVALID_AREA.code },
   {

@@ -36,6 +36,7 @@ import {
   runVerdict,
   VMALLOC_START,
 } from '../machine/index.js';
+import { kernelStackBuffer, vmallocToPage } from '../mm/index.js';
 
 /** A checked single mapping. */
 function mapChecked(dev: Device, va: KernelVa | number, size: number, dir: 0 | 1 | 2, attrs = 0): DmaAddr {
@@ -298,6 +299,33 @@ describe('dma-debug: sync checks (10–15)', () => {
 });
 
 describe('dma-debug: map checks (16–22)', () => {
+  it('16: mapping a buffer on the kernel stack — by address when direct-mapped, probable when vmapped', () => {
+    const p = machine('parisc');
+    const buf = kernelStackBuffer(p.m, 64); // PA-RISC stacks are in the linear map
+    mapChecked(p.dev, buf, 64, DMA_FROM_DEVICE);
+    expect(messages(p.m)).toEqual([
+      `DMA-API: nic0: device driver maps memory from stack [addr=0x${buf.toString(16).padStart(16, '0')}]`,
+    ]);
+    const x = machine('x86_64');
+    const vbuf = kernelStackBuffer(x.m, 64); // VMAP_STACK: dma_map_single refuses it as vmalloc memory first
+    expect(dmaMapSingle(x.dev, vbuf, 64, DMA_TO_DEVICE)).toBe(DMA_MAPPING_ERROR);
+    const page = vmallocToPage(x.m, vbuf)!;
+    const a = dmaMapPage(x.dev, page, vbuf % PAGE_SIZE, 64, DMA_TO_DEVICE);
+    expect(dmaMappingError(x.dev, a)).toBe(0);
+    expect(messages(x.m)).toEqual([
+      'rejecting DMA map of vmalloc memory',
+      `DMA-API: nic0: device driver maps memory from stack [probable addr=0x${vbuf.toString(16).padStart(16, '0')}]`,
+    ]);
+    expect(machineFindings(x.m)[1]!.code).toBe('DMA_MAP_STACK');
+  });
+
+  it('16 is silent for a buffer that is not on the stack', () => {
+    const { m, dev } = machine('parisc');
+    kernelStackBuffer(m, 64);
+    mapChecked(dev, buffer(m), 64, DMA_FROM_DEVICE);
+    expect(codes(m)).toEqual([]);
+  });
+
   it('17: mapping the kernel image; silent for ordinary memory', () => {
     const { m, dev } = machine('x86_64');
     const text = (KERNEL_TEXT_START + PAGE_SIZE) as number;

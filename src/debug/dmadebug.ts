@@ -43,6 +43,7 @@ import {
   ULONG_MAX,
   virtToPage,
 } from '../machine/index.js';
+import { taskStackInfo } from '../mm/index.js';
 import * as C from './codes.js';
 import {
   addEntry,
@@ -232,6 +233,29 @@ function virtAddrValid(m: Machine, va: number): boolean {
   return isLinearMapVa(va) && pfnValid(m, virtToPage(va));
 }
 
+/** `check_for_stack()`: the direct-mapped stack by address; a vmapped one by its pages. */
+function checkForStack(m: Machine, st: DebugState, dev: number, phys: number): void {
+  const stack = taskStackInfo(m);
+  if (stack === null) return;
+  if (!stack.vmapped) {
+    const addr = physToVirt(phys);
+    if (addr >= stack.base && addr < stack.base + stack.size) {
+      err(m, st, dev, 'DMA_MAP_STACK', { addr, probable: false }, null);
+    }
+    return;
+  }
+  const i = stack.pfns.indexOf(Math.floor(phys / PAGE_SIZE));
+  if (i >= 0)
+    err(
+      m,
+      st,
+      dev,
+      'DMA_MAP_STACK',
+      { addr: stack.base + i * PAGE_SIZE + (phys % PAGE_SIZE), probable: true },
+      null,
+    );
+}
+
 function checkIllegalArea(m: Machine, st: DebugState, dev: number, phys: number, len: number): void {
   if (phys < KERNEL_RODATA_END && phys + len > KERNEL_TEXT_START) {
     err(m, st, dev, 'DMA_MAP_KERNEL_TEXT', { addr: physToVirt(phys), len }, null);
@@ -255,7 +279,7 @@ export function onMap(m: Machine, st: DebugState, dev: number, ev: DmaMapEvent):
     if (pfnValid(m, pfn) && !pageIsReserved(m, pfn))
       err(m, st, dev, 'DMA_MAP_RESOURCE_RAM', { phys: ev.phys }, e);
   } else {
-    // check_for_stack needs the mm layer's kernel stacks (not modelled yet).
+    checkForStack(m, st, dev, ev.phys);
     checkIllegalArea(m, st, dev, ev.phys, ev.size);
     const bounced = st.lastBounce.step === ev.step && st.lastBounce.dev === ev.device;
     e.buf = createBuf(m, st, dev, 'phy', ev.dir, null, ev.phys, ev.size, true, bounced, e);
@@ -466,7 +490,10 @@ function mapSg(
 
 /** `debug_dma_map_sg` (called by the kernel only when the map succeeded). */
 export function onMapSg(m: Machine, st: DebugState, dev: number, ev: DmaMapSgEvent): void {
-  for (let i = 0; i < ev.nents; i++) checkIllegalArea(m, st, dev, ev.phys[i]!, ev.lengths[i]!);
+  for (let i = 0; i < ev.nents; i++) {
+    checkForStack(m, st, dev, ev.phys[i]!);
+    checkIllegalArea(m, st, dev, ev.phys[i]!, ev.lengths[i]!);
+  }
   if (ev.mapped <= 0) return;
   mapSg(m, st, dev, ev, ev.nents, ev.mapped, ev.phys, ev.lengths, ev.dmaAddrs, ev.dmaLengths, true, true);
 }

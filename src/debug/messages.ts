@@ -49,6 +49,8 @@ export const dmaDebugText = {
     `device driver syncs device write-only DMA memory to device [device address=${hex(f.dmaAddr)}] [size=${f.size} bytes] [mapped with ${dir(f.mappedDir)}] [synced with ${dir(f.syncDir)}]`,
   DMA_SYNC_SG_NENTS: (f: { mapCount: number; syncCount: number }) =>
     `device driver syncs DMA sg list with different entry count [map count=${f.mapCount}] [sync count=${f.syncCount}]`,
+  DMA_MAP_STACK: (f: { addr: number; probable: boolean }) =>
+    `device driver maps memory from stack [${f.probable ? 'probable ' : ''}addr=${hex(f.addr)}]`,
   DMA_MAP_KERNEL_TEXT: (f: { addr: number; len: number }) =>
     `device driver maps memory from kernel text or rodata [addr=${hex(f.addr)}] [len=${f.len}]`,
   DMA_MAP_INVALID_AREA: (f: { addr: number; len: number }) =>

@@ -305,6 +305,24 @@ export function kernelStackRelease(m: Machine, va: KernelVa | number): void {
   });
 }
 
+/**
+ * The current kernel thread's stack, for dma-debug's `check_for_stack`: its
+ * base and size, whether it is vmapped (`task_stack_vm_area()` non-NULL), and
+ * the frames behind it. Null while nothing has used the stack.
+ */
+export function taskStackInfo(
+  m: Machine,
+): { base: KernelVa; size: number; vmapped: boolean; pfns: number[] } | null {
+  const s = mmState(m).stack;
+  if (s === null) return null;
+  const pfns: number[] = [];
+  for (let off = 0; off < s.size; off += PAGE_SIZE) {
+    const va = s.base + off;
+    pfns.push(s.vmapped ? (kernelPte(m, va)?.pfn ?? -1) : Math.floor(linearVirtToPhys(va) / PAGE_SIZE));
+  }
+  return { base: s.base as KernelVa, size: s.size, vmapped: s.vmapped, pfns };
+}
+
 /** `object_is_on_stack()`: true when `va` lies in the current kernel thread's stack. */
 export function objectIsOnStack(m: Machine, va: KernelVa | number): boolean {
   const s = mmState(m).stack;
