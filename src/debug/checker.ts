@@ -30,6 +30,7 @@ import {
 } from './oracle.js';
 import { cpuAccessOwnership, deviceAccessOwnership } from './ownership.js';
 import { debugState, devDebug, initDebugState } from './state.js';
+import { onDmaMmap, onFreeMmapped, onVmaUnmap } from './usermaps.js';
 
 /** Device id by name, cached outside the state (names never change; a restore may drop devices). */
 function deviceIdOf(m: Machine, cache: Map<string, number>, name: string): number {
@@ -60,7 +61,12 @@ export function attachChecker(m: Machine): void {
   bus.on('dma-unmap-sg', (ev) => onUnmapSg(m, st(), dev(ev.device), ev));
   bus.on('dma-sync-sg', (ev) => onSyncSg(m, st(), dev(ev.device), ev));
   bus.on('dma-alloc', (ev) => onAlloc(m, st(), dev(ev.device), ev));
-  bus.on('dma-free', (ev) => onFree(m, st(), dev(ev.device), ev));
+  bus.on('dma-free', (ev) => {
+    onFreeMmapped(m, st(), dev(ev.device), ev);
+    onFree(m, st(), dev(ev.device), ev);
+  });
+  bus.on('dma-mmap', (ev) => onDmaMmap(st(), ev));
+  bus.on('vma-unmap', (ev) => onVmaUnmap(st(), ev));
   bus.on('driver-bind', (ev) => {
     if (ev.result >= 0) devDebug(st(), dev(ev.device)).driver = ev.driver;
   });

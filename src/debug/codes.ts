@@ -120,6 +120,10 @@ export const ATTR_ALIAS = latent(
   'ATTR_ALIAS',
   'cached and uncached (or write-combined) views of one physical page, or dirty cache lines left when an uncached view is created',
 );
+export const DMA_FREE_MMAPPED = latent(
+  'DMA_FREE_MMAPPED',
+  'DMA memory freed while a user mapping made by dma_mmap_* still points at it (the process keeps stale PTEs to freed pages)',
+);
 export const STALE_DATA = registerFindingCode({
   code: 'STALE_DATA',
   severity: 'error',

@@ -168,6 +168,19 @@ export interface DebugState {
   deviceReadLabels: Map<string, number>;
   shadow: ShadowStore;
   reads: ReadLog;
+  /** Live user mappings of DMA allocations made by dma_mmap_* (seed 000). */
+  userMaps: UserMap[];
+}
+
+/** A user mapping of a DMA allocation: the process's VMA range and the allocation's CPU range. */
+export interface UserMap {
+  pid: number;
+  start: number;
+  end: number;
+  device: string;
+  cpuAddr: number;
+  size: number;
+  step: number;
 }
 
 export function debugState(m: Machine): DebugState {
@@ -193,6 +206,7 @@ function emptyState(): DebugState {
     deviceReadLabels: new Map(),
     shadow: createShadow(),
     reads: createReadLog(),
+    userMaps: [],
   };
 }
 
@@ -254,6 +268,7 @@ export function initDebugState(m: Machine): void {
  * lines, bounces, views and the shadow's bytes.
  */
 function hashState(st: DebugState, h: Hasher): void {
+  for (const u of st.userMaps) h.word(u.pid).num(u.start).num(u.end).str(u.device).num(u.cpuAddr).num(u.size);
   for (let d = 0; d < st.devs.length; d++) {
     const dev = st.devs[d];
     if (dev === undefined || dev.sorted.length === 0) continue;

@@ -400,9 +400,12 @@ export function pageIsAllocated(m: Machine, page: Page | number): boolean {
   return st === S_ALLOC_HEAD || st === S_ALLOC_TAIL || st === S_CMA_ALLOC;
 }
 
-/** True when the frame is reserved (firmware, kernel image, memblock). */
+/**
+ * True when the frame is reserved (`PageReserved`: firmware, kernel image,
+ * memblock). CMA frames are not: the kernel gives them to the buddy allocator.
+ */
 export function pageIsReserved(m: Machine, page: Page | number): boolean {
-  return isReserved(m.hw.alloc, page);
+  return isReserved(m.hw.alloc, page) && !isCma(m.hw.alloc, page);
 }
 
 /** `page_count()`: references held on the allocation the page belongs to (0 when free). */
