@@ -138,21 +138,9 @@ export function sgAllocAppendTableFromPages(
   }
   st[chunks] = nPages;
 
-  // Pass 2: one entry per chunk, in the slots get_next_sg() hands out.
-  // sg_set_page(s, pages[first page], min(size, chunk_size), offset), with the
-  // kernel's unsigned arithmetic: a u32 chunk size and a u64 size that wraps.
+  // Pass 2: one entry per chunk (setChunk), in the slots get_next_sg() hands out.
   let remaining = size;
   let c = 0;
-  const fill = (s: SgStore, i: number): void => {
-    const chunkSize = ((st[c + 1]! - st[c]!) * PAGE_SIZE - off) >>> 0;
-    s.page[i] = pages[st[c]!]!;
-    s.offset[i] = off;
-    s.length[i] = remaining < chunkSize ? remaining : chunkSize;
-    remaining -= chunkSize;
-    if (remaining < 0) remaining += 2 ** 64;
-    off = 0;
-    c++;
-  };
 
   // Phase 1 (appending): the slots after prv in the arrays already there.
   // `link` is the end slot that becomes a chain link to the next new array.
@@ -176,7 +164,8 @@ export function sgAllocAppendTableFromPages(
         break;
       }
       s.flags[i] = s.flags[i]! & ~F_PAGELESS;
-      fill(s, i);
+      remaining = setChunk(s, i, pages, st, c++, off, remaining);
+      off = 0;
       cur = s;
       ci = i;
     }
@@ -200,8 +189,11 @@ export function sgAllocAppendTableFromPages(
     const last = start + n - 1;
     const stop = Math.min(last, start + (chunks - c));
     let i = start;
-    if (off !== 0) fill(fresh, i++);
-    // fill() unrolled for the bulk of the entries (fresh slots: offset 0, flags clear).
+    if (off !== 0) {
+      remaining = setChunk(fresh, i++, pages, st, c++, off, remaining);
+      off = 0;
+    }
+    // setChunk() unrolled for the bulk of the entries (fresh slots: offset 0, flags clear).
     const page = fresh.page;
     const length = fresh.length;
     let k = c;
@@ -216,7 +208,7 @@ export function sgAllocAppendTableFromPages(
     }
     c = k;
     remaining = rem;
-    if (c < chunks && chunks - c + left === 1) fill(fresh, i++);
+    if (c < chunks && chunks - c + left === 1) remaining = setChunk(fresh, i++, pages, st, c++, 0, remaining);
     cur = fresh;
     ci = i - 1;
     linkS = fresh;
@@ -228,6 +220,28 @@ export function sgAllocAppendTableFromPages(
   sgtAppend.prv = new Scatterlist(cur!, ci);
   if (left === 0) markEnd(cur!, ci);
   return 0;
+}
+
+/**
+ * `sg_set_page(sg, pages[first], min(size, chunk_size), offset)` for chunk
+ * `c`, in the kernel's unsigned arithmetic (a u32 chunk size, a u64 size
+ * that wraps); returns the size left.
+ */
+function setChunk(
+  s: SgStore,
+  i: number,
+  pages: ArrayLike<Page>,
+  st: Uint32Array,
+  c: number,
+  off: number,
+  remaining: number,
+): number {
+  const chunkSize = ((st[c + 1]! - st[c]!) * PAGE_SIZE - off) >>> 0;
+  s.page[i] = pages[st[c]!]!;
+  s.offset[i] = off;
+  s.length[i] = remaining < chunkSize ? remaining : chunkSize;
+  const left = remaining - chunkSize;
+  return left < 0 ? left + 2 ** 64 : left;
 }
 
 function markEnd(s: SgStore, i: number): void {
