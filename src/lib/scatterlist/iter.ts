@@ -20,7 +20,7 @@
  */
 
 import { type DmaAddr, DmalabError, PAGE_SIZE, type Page } from '../../machine/index.js';
-import { next, type SgStore, sgNextRaw } from './internal/store.js';
+import { checkLive, next, type SgStore, sgNextRaw } from './internal/store.js';
 import { retarget, Scatterlist } from './scatterlist.js';
 import type { SgTable } from './table.js';
 
@@ -49,6 +49,7 @@ export class SgIter implements IterableIterator<Scatterlist, undefined> {
       });
     }
     if (sgl === null && nents > 0) throw nullList('for_each_sg', nents);
+    if (sgl !== null && nents > 0) checkLive(sgl._s, sgl._i, 'for_each_sg');
     this.s = sgl === null ? null : sgl._s;
     this.i = sgl === null ? 0 : sgl._i;
     this.left = nents;
@@ -137,6 +138,7 @@ abstract class PageWalk {
     if (!Number.isInteger(nents) || nents < 0 || !Number.isInteger(pgoffset) || pgoffset < 0) {
       throw new DmalabError(`${fn}: nents and pgoffset must be non-negative integers`, { field: 'nents' });
     }
+    if (sglist !== null && nents > 0) checkLive(sglist._s, sglist._i, fn);
     this._s = sglist === null ? null : sglist._s;
     this._i = sglist === null ? 0 : sglist._i;
     this._nents = nents;

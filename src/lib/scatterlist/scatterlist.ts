@@ -97,6 +97,16 @@ export class Scatterlist {
   }
 }
 
+/** Setting a page on a chain link would make the list jump to a page as if it were an array. */
+function notChain(s: SgStore, i: number, fn: string): void {
+  if (s.flags[i]! & F_CHAIN) {
+    throw new DmalabError(
+      `${fn}: this slot is a chain link, not an entry (with CONFIG_DEBUG_SG the kernel BUGs; ` +
+        'without it the list would follow the page as a scatterlist array)',
+    );
+  }
+}
+
 /** @internal Moves a loop variable to another entry (iterators only). */
 export function retarget(sg: Scatterlist, s: SgStore, i: number): void {
   const w = sg as { _s: SgStore; _i: number };
@@ -297,8 +307,9 @@ export function sgSetPage(sg: Scatterlist, page: Page | null, len: number, offse
   const s = sg._s;
   const i = sg._i;
   const f = s.flags[i]!;
-  if (f & (F_PAGELESS | F_FREED)) {
+  if (f & (F_PAGELESS | F_FREED | F_CHAIN)) {
     checkLive(s, i, 'sg_set_page');
+    notChain(s, i, 'sg_set_page');
     s.flags[i] = f & ~F_PAGELESS;
   }
   s.page[i] = page ?? 0;
@@ -321,6 +332,7 @@ export function sgSetPfn(sg: Scatterlist, pfn: number, len: number, offset: numb
   }
   const s = sg._s;
   checkLive(s, sg._i, 'sg_set_pfn');
+  notChain(s, sg._i, 'sg_set_pfn');
   s.flags[sg._i] = s.flags[sg._i]! | F_PAGELESS;
   s.page[sg._i] = pfn;
   s.offset[sg._i] = offset;
