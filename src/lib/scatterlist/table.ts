@@ -143,7 +143,9 @@ function freeTable(table: SgTable, maxEnts: number, numEnts: number, fn: string)
       );
     }
     if (s.flags[i]! & F_FREED) throw new DmalabError(`${fn}: double free of a scatterlist array`);
-    for (let k = i; k < i + allocSize; k++) s.flags[k] = s.flags[k]! | F_FREED;
+    // kfree() frees the whole array, whatever count the caller passed.
+    const len = s.allocLen[a]!;
+    for (let k = i; k < i + len; k++) s.flags[k] = s.flags[k]! | F_FREED;
     left -= sgSize;
     s = to;
     i = toIndex;
