@@ -42,12 +42,15 @@ export interface SgAppendTable {
   totalNents: number;
 }
 
-/** A zeroed `struct sg_table`, ready for the alloc functions. */
+/** A zeroed `struct sg_table`, ready for the alloc functions. kernel: `struct sg_table t = {}` */
 export function createSgTable(): SgTable {
   return { sgl: null, nents: 0, origNents: 0 };
 }
 
-/** A zeroed `struct sg_append_table`, ready for `sgAllocAppendTableFromPages`. */
+/**
+ * A zeroed `struct sg_append_table`, ready for `sgAllocAppendTableFromPages`.
+ * kernel: `struct sg_append_table a = {}`
+ */
 export function createSgAppendTable(): SgAppendTable {
   return { sgt: createSgTable(), prv: null, totalNents: 0 };
 }
