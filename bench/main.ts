@@ -8,6 +8,7 @@ import { dmaBenchmarks } from './dma.bench.js';
 import { allResults } from './lib.js';
 import { machineBenchmarks } from './machine.bench.js';
 import { mmBenchmarks } from './mm.bench.js';
+import { scatterlistBenchmarks } from './scatterlist.bench.js';
 
 const only = process.argv[2];
 if (only === undefined || only === 'machine') {
@@ -25,6 +26,10 @@ if (only === undefined || only === 'mm') {
 if (only === undefined || only === 'debug') {
   process.stderr.write('checker\n');
   await debugBenchmarks();
+}
+if (only === undefined || only === 'scatterlist') {
+  process.stderr.write('scatterlist\n');
+  await scatterlistBenchmarks();
 }
 const missed = allResults().filter((r) => r.pass === false);
 process.stderr.write(

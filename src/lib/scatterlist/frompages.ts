@@ -119,33 +119,35 @@ export function sgAllocAppendTableFromPages(
     }
   }
 
-  // Pass 1: chunk boundaries. A chunk is a run of pfn-consecutive pages, cut every maxPages pages.
+  // Pass 1: chunk boundaries. A chunk is a run of pfn-consecutive pages, cut
+  // after maxPages pages (`cut`: the index where the current chunk must end).
   if (starts.length < nPages - first + 1)
     starts = new Uint32Array(Math.max(nPages - first + 1, starts.length * 2));
   const st = starts;
   st[0] = first;
   let chunks = 1;
-  let run = 0;
+  let cut = first + maxPages;
   let prev = pages[first]!;
   for (let i = first + 1; i < nPages; i++) {
     const p = pages[i]!;
-    run++;
-    if (run >= maxPages || p !== prev + 1) {
+    if (p !== prev + 1 || i === cut) {
       st[chunks++] = i;
-      run = 0;
+      cut = i + maxPages;
     }
     prev = p;
   }
   st[chunks] = nPages;
 
-  // Pass 2: one entry per chunk, in slots from get_next_sg().
-  let fresh: SgStore | null = null;
+  // Pass 2: one entry per chunk (setChunk), in the slots get_next_sg() hands out.
   let remaining = size;
-  for (let c = 0; c < chunks; c++) {
-    const needed = chunks - c + left;
-    let s: SgStore;
-    let i: number;
-    if (cur !== null) {
+  let c = 0;
+
+  // Phase 1 (appending): the slots after prv in the arrays already there.
+  // `link` is the end slot that becomes a chain link to the next new array.
+  let linkS: SgStore | null = null;
+  let linkI = 0;
+  if (cur !== null) {
+    while (c < chunks) {
       if (!sgNextRaw(cur, ci)) {
         throw new DmalabError(
           `${fn}: prv is marked as the end of the list (an earlier call had leftPages = 0); ` +
@@ -153,44 +155,93 @@ export function sgAllocAppendTableFromPages(
           { field: 'sgtAppend' },
         );
       }
-      s = next.s;
-      i = next.i;
-      if (s.flags[i]! & F_END && needed !== 1) {
-        // Keep the last slot of the array for the chain link to a new array.
-        const n = Math.min(needed, SG_MAX_SINGLE_ALLOC);
-        if (fresh === null || fresh.used + n > fresh.capacity) fresh = storeFor(chunks - c);
-        const start = allocArray(fresh, n);
-        sgtAppend.totalNents += n - 1;
-        chainSlot(s, i, fresh, start);
-        s = fresh;
-        i = start;
+      const s = next.s;
+      const i = next.i;
+      // The array's last slot is kept for the chain link unless this is the last entry needed.
+      if (s.flags[i]! & F_END && chunks - c + left !== 1) {
+        linkS = s;
+        linkI = i;
+        break;
       }
+      s.flags[i] = s.flags[i]! & ~F_PAGELESS;
+      remaining = setChunk(s, i, pages, st, c++, off, remaining);
+      off = 0;
+      cur = s;
+      ci = i;
+    }
+  }
+
+  // Phase 2: new arrays of min(needed, SG_MAX_SINGLE_ALLOC) slots, all in one
+  // store for the call. Slots before an array's last are handed out in turn;
+  // the last takes an entry only when exactly one more is needed.
+  let fresh: SgStore | null = null;
+  while (c < chunks) {
+    const n = Math.min(chunks - c + left, SG_MAX_SINGLE_ALLOC);
+    if (fresh === null || fresh.used + n > fresh.capacity) fresh = storeFor(chunks - c);
+    const start = allocArray(fresh, n);
+    if (linkS !== null) {
+      chainSlot(linkS, linkI, fresh, start);
+      sgtAppend.totalNents += n - 1;
     } else {
-      const n = Math.min(needed, SG_MAX_SINGLE_ALLOC);
-      fresh = storeFor(chunks - c);
-      i = allocArray(fresh, n);
-      s = fresh;
-      sgtAppend.sgt.sgl = new Scatterlist(s, i);
+      sgtAppend.sgt.sgl = new Scatterlist(fresh, start);
       sgtAppend.totalNents = n;
     }
-    // sg_set_page(s, pages[from], min(size, chunk_size), offset): u32 chunk size, u64 size.
-    const chunkSize = ((st[c + 1]! - st[c]!) * PAGE_SIZE - off) >>> 0;
-    const f = s.flags[i]!;
-    if (f & F_PAGELESS) s.flags[i] = f & ~F_PAGELESS;
-    s.page[i] = pages[st[c]!]!;
-    s.offset[i] = off;
-    s.length[i] = remaining < chunkSize ? remaining : chunkSize;
-    remaining -= chunkSize;
-    if (remaining < 0) remaining += 2 ** 64;
-    off = 0;
-    cur = s;
-    ci = i;
+    const last = start + n - 1;
+    const stop = Math.min(last, start + (chunks - c));
+    let i = start;
+    if (off !== 0) {
+      remaining = setChunk(fresh, i++, pages, st, c++, off, remaining);
+      off = 0;
+    }
+    // setChunk() unrolled for the bulk of the entries (fresh slots: offset 0, flags clear).
+    const page = fresh.page;
+    const length = fresh.length;
+    let k = c;
+    let rem = remaining;
+    for (; i < stop; i++, k++) {
+      const from = st[k]!;
+      const chunkSize = ((st[k + 1]! - from) * PAGE_SIZE) >>> 0;
+      page[i] = pages[from]!;
+      length[i] = rem < chunkSize ? rem : chunkSize;
+      rem -= chunkSize;
+      if (rem < 0) rem += 2 ** 64;
+    }
+    c = k;
+    remaining = rem;
+    if (c < chunks && chunks - c + left === 1) remaining = setChunk(fresh, i++, pages, st, c++, 0, remaining);
+    cur = fresh;
+    ci = i - 1;
+    linkS = fresh;
+    linkI = last;
   }
+
   sgtAppend.sgt.nents += chunks;
   sgtAppend.sgt.origNents = sgtAppend.sgt.nents;
   sgtAppend.prv = new Scatterlist(cur!, ci);
   if (left === 0) markEnd(cur!, ci);
   return 0;
+}
+
+/**
+ * `sg_set_page(sg, pages[first], min(size, chunk_size), offset)` for chunk
+ * `c`, in the kernel's unsigned arithmetic (a u32 chunk size, a u64 size
+ * that wraps); returns the size left.
+ */
+function setChunk(
+  s: SgStore,
+  i: number,
+  pages: ArrayLike<Page>,
+  st: Uint32Array,
+  c: number,
+  off: number,
+  remaining: number,
+): number {
+  const chunkSize = ((st[c + 1]! - st[c]!) * PAGE_SIZE - off) >>> 0;
+  s.page[i] = pages[st[c]!]!;
+  s.offset[i] = off;
+  s.length[i] = remaining < chunkSize ? remaining : chunkSize;
+  const left = remaining - chunkSize;
+  return left < 0 ? left + 2 ** 64 : left;
 }
 
 function markEnd(s: SgStore, i: number): void {

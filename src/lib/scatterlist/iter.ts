@@ -20,7 +20,7 @@
  */
 
 import { type DmaAddr, DmalabError, PAGE_SIZE, type Page } from '../../machine/index.js';
-import { F_CHAIN, F_PAGELESS, next, type SgStore, sgNextRaw } from './internal/store.js';
+import { checkLive, next, type SgStore, sgNextRaw } from './internal/store.js';
 import { retarget, Scatterlist } from './scatterlist.js';
 import type { SgTable } from './table.js';
 
@@ -49,6 +49,7 @@ export class SgIter implements IterableIterator<Scatterlist, undefined> {
       });
     }
     if (sgl === null && nents > 0) throw nullList('for_each_sg', nents);
+    if (sgl !== null && nents > 0) checkLive(sgl._s, sgl._i, 'for_each_sg');
     this.s = sgl === null ? null : sgl._s;
     this.i = sgl === null ? 0 : sgl._i;
     this.left = nents;
@@ -65,16 +66,23 @@ export class SgIter implements IterableIterator<Scatterlist, undefined> {
     if (this.started) {
       // sg = sg_next(sg) happens before the loop test in C; stepping lazily
       // avoids reading past an array whose last entry ends the walk.
-      if (!sgNextRaw(this.s!, this.i)) {
-        throw new DmalabError(
-          `for_each_sg: the list ended but ${this.left} more entries were asked for; ` +
-            'the kernel would hand the loop body a NULL entry',
-          { field: 'nents' },
-        );
+      const s = this.s!;
+      const i = this.i;
+      // The next slot when no marker is in the way (see PageWalk), else sg_next() proper.
+      if ((s.flags[i]! & 26) === 0 && (s.flags[i + 1]! & 9) === 0) {
+        this.i = i + 1;
+      } else {
+        if (!sgNextRaw(s, i)) {
+          throw new DmalabError(
+            `for_each_sg: the list ended but ${this.left} more entries were asked for; ` +
+              'the kernel would hand the loop body a NULL entry',
+            { field: 'nents' },
+          );
+        }
+        this.s = next.s;
+        this.i = next.i;
       }
-      this.s = next.s;
-      this.i = next.i;
-      retarget(this.sg, this.s, this.i);
+      retarget(this.sg, this.s!, this.i);
     }
     this.started = true;
     this.left--;
@@ -102,56 +110,90 @@ export function forEachSgtableDmaSg(sgt: SgTable): SgIter {
 
 /**
  * `struct sg_page_iter` and its walk (`__sg_page_iter_next`, or the DMA
- * variant counting `sg_dma_len`): shared by the two distinct public types.
+ * variant counting `sg_dma_len`), shared by the two distinct public types.
+ *
+ * The kernel's loop is kept in `_slow`, which reads the entries live. A step
+ * that stays inside the current entry takes the fast path: one compare with
+ * the entry's page count read when the walk moved onto it (`_limit`; 0 makes
+ * the next step go the slow way: before the first step and after the end).
+ * The entry's page is read at the same time (`_page`). Hot code uses literal
+ * constants (4095 and 12 are PAGE_SIZE - 1 and PAGE_SHIFT, 5 is F_CHAIN |
+ * F_PAGELESS) and steps to the next slot itself when no marker is in the
+ * way: module constants and the shared `sg_next()` cost more than the step.
  */
 abstract class PageWalk {
-  /** `piter->sg`: the entry holding the current page (a loop variable). */
-  readonly sg: Scatterlist;
   /** `piter->sg_pgoffset`: the page's index inside `sg`, counted from `sg_page(sg)`. */
   sgPgoffset: number;
   /** @internal */ _s: SgStore | null;
   /** @internal */ _i: number;
   /** @internal `__nents`: entries left. */ _nents: number;
   /** @internal `__pg_advance`: 0 before the first step, then 1. */ _adv = 0;
+  /** @internal Page count of the current entry for the fast path; 0 forces the slow path. */ _limit = 0;
+  /** @internal The current entry's page (0: none, page-less or a link). */ _page = 0;
+  /** @internal Count pages with `sg_dma_len` (the DMA iterator). */ readonly _dma: boolean;
+  private readonly _sg: Scatterlist;
 
   /** @internal */
-  constructor(fn: string, sglist: Scatterlist | null, nents: number, pgoffset: number) {
+  constructor(fn: string, sglist: Scatterlist | null, nents: number, pgoffset: number, dma: boolean) {
     if (!Number.isInteger(nents) || nents < 0 || !Number.isInteger(pgoffset) || pgoffset < 0) {
       throw new DmalabError(`${fn}: nents and pgoffset must be non-negative integers`, { field: 'nents' });
     }
+    if (sglist !== null && nents > 0) checkLive(sglist._s, sglist._i, fn);
     this._s = sglist === null ? null : sglist._s;
     this._i = sglist === null ? 0 : sglist._i;
     this._nents = nents;
+    this._dma = dma;
     this.sgPgoffset = pgoffset >>> 0;
-    this.sg = new Scatterlist(this._s ?? (null as unknown as SgStore), this._i);
+    this._sg = new Scatterlist(this._s ?? (null as unknown as SgStore), this._i);
   }
 
-  /** One step; `dma` selects `sg_dma_len` for the page count. */
-  protected step(dma: boolean): boolean {
+  /**
+   * `piter->sg`: the entry holding the current page, a loop variable (moved
+   * onto the current entry when read, so walks that never look pay nothing).
+   */
+  get sg(): Scatterlist {
+    if (this._s !== null) retarget(this._sg, this._s, this._i);
+    return this._sg;
+  }
+
+  /** @internal `__sg_page_iter_next()` as the kernel writes it. */
+  _slow(): boolean {
     let s = this._s;
+    this._limit = 0;
     if (this._nents === 0 || s === null) return false;
     let i = this._i;
-    this.sgPgoffset += this._adv;
+    let pg = this.sgPgoffset + this._adv;
     this._adv = 1;
-    // sg_page_count(): PAGE_ALIGN(offset + length) >> PAGE_SHIFT, in unsigned int.
-    let count = ((s.offset[i]! + (dma ? s.dmaLength[i]! : s.length[i]!) + PAGE_SIZE - 1) >>> 0) >>> 12;
-    if (this.sgPgoffset < count) return true;
-    do {
-      this.sgPgoffset -= count;
-      // The kernel steps to sg_next() and then counts the entry off; counting
-      // first gives the same answer without reading past a list's last array.
-      if (--this._nents === 0) return false;
-      if (!sgNextRaw(s, i)) {
-        this._s = null;
-        return false;
-      }
-      s = next.s;
-      i = next.i;
+    const dma = this._dma;
+    let count = ((s.offset[i]! + (dma ? s.dmaLength[i]! : s.length[i]!) + 4095) >>> 0) >>> 12;
+    if (pg >= count) {
+      do {
+        pg -= count;
+        // The kernel steps to sg_next() and then counts the entry off; counting
+        // first gives the same answer without reading past a list's last array.
+        if (--this._nents === 0) {
+          this.sgPgoffset = pg;
+          return false;
+        }
+        // sg_next(): the next slot, unless a marker says otherwise (26: END, FREED or
+        // the array's last slot here; 9: CHAIN or FREED there), then sgNextRaw decides.
+        if ((s.flags[i]! & 26) !== 0 || (s.flags[i + 1]! & 9) !== 0) {
+          if (!sgNextRaw(s, i)) {
+            this._s = null;
+            this.sgPgoffset = pg;
+            return false;
+          }
+          s = next.s;
+          i = next.i;
+        } else i++;
+        count = ((s.offset[i]! + (dma ? s.dmaLength[i]! : s.length[i]!) + 4095) >>> 0) >>> 12;
+      } while (pg >= count);
       this._s = s;
       this._i = i;
-      retarget(this.sg, s, i);
-      count = ((s.offset[i]! + (dma ? s.dmaLength[i]! : s.length[i]!) + PAGE_SIZE - 1) >>> 0) >>> 12;
-    } while (this.sgPgoffset >= count);
+    }
+    this.sgPgoffset = pg;
+    this._limit = count;
+    this._page = s.flags[i]! & 5 ? 0 : s.page[i]!;
     return true;
   }
 }
@@ -164,12 +206,22 @@ export class SgPageIter extends PageWalk implements IterableIterator<SgPageIter,
   declare private readonly __cpuPageIter: true;
   private readonly res: IteratorYieldResult<SgPageIter> = { done: false, value: this };
 
+  /** @internal */
+  constructor(fn: string, sglist: Scatterlist | null, nents: number, pgoffset: number) {
+    super(fn, sglist, nents, pgoffset, false);
+  }
+
   [Symbol.iterator](): this {
     return this;
   }
 
   next(): IteratorResult<SgPageIter, undefined> {
-    return this.step(false) ? this.res : DONE;
+    const pg = this.sgPgoffset + 1;
+    if (pg < this._limit) {
+      this.sgPgoffset = pg;
+      return this.res;
+    }
+    return this._slow() ? this.res : DONE;
   }
 }
 
@@ -181,12 +233,22 @@ export class SgDmaPageIter extends PageWalk implements IterableIterator<SgDmaPag
   declare private readonly __dmaPageIter: true;
   private readonly res: IteratorYieldResult<SgDmaPageIter> = { done: false, value: this };
 
+  /** @internal */
+  constructor(fn: string, sglist: Scatterlist | null, nents: number, pgoffset: number) {
+    super(fn, sglist, nents, pgoffset, true);
+  }
+
   [Symbol.iterator](): this {
     return this;
   }
 
   next(): IteratorResult<SgDmaPageIter, undefined> {
-    return this.step(true) ? this.res : DONE;
+    const pg = this.sgPgoffset + 1;
+    if (pg < this._limit) {
+      this.sgPgoffset = pg;
+      return this.res;
+    }
+    return this._slow() ? this.res : DONE;
   }
 }
 
@@ -247,10 +309,7 @@ export function __sgPageIterDmaNext(dmaIter: SgDmaPageIter): boolean {
  * compute a bogus pointer). kernel: sg_page_iter_page()
  */
 export function sgPageIterPage(piter: SgPageIter): Page | null {
-  const s = piter.sg._s;
-  const i = piter.sg._i;
-  if (s.flags[i]! & (F_CHAIN | F_PAGELESS)) return null;
-  const p = s.page[i]!;
+  const p = piter._page;
   return p === 0 ? null : ((p + piter.sgPgoffset) as Page);
 }
 
@@ -259,6 +318,6 @@ export function sgPageIterPage(piter: SgPageIter): Page | null {
  * kernel: sg_page_iter_dma_address()
  */
 export function sgPageIterDmaAddress(dmaIter: SgDmaPageIter): DmaAddr {
-  const s = dmaIter.sg._s;
-  return (s.dmaAddress[dmaIter.sg._i]! + dmaIter.sgPgoffset * PAGE_SIZE) as DmaAddr;
+  const s = dmaIter._s!;
+  return (s.dmaAddress[dmaIter._i]! + dmaIter.sgPgoffset * PAGE_SIZE) as DmaAddr;
 }

@@ -164,6 +164,8 @@ describe('chaining and counting', () => {
     expect(sgSame(sgNext(sgAt(a, 1)), b)).toBe(true);
     expect(sgNents(a)).toBe(4);
     expect(sgPage(sgLast(a, 4))).toBe(21);
+    expect(() => sgSetPage(sgAt(a, 2), 5 as Page, P, 0)).toThrow(/chain link/);
+    expect(() => sgSetPfn(sgAt(a, 2), 5, P, 0)).toThrow(/chain link/);
   });
 
   it('sg_nents_for_len counts entries until the sum reaches len', () => {

@@ -97,6 +97,16 @@ export class Scatterlist {
   }
 }
 
+/** Setting a page on a chain link would make the list jump to a page as if it were an array. */
+function notChain(s: SgStore, i: number, fn: string): void {
+  if (s.flags[i]! & F_CHAIN) {
+    throw new DmalabError(
+      `${fn}: this slot is a chain link, not an entry (with CONFIG_DEBUG_SG the kernel BUGs; ` +
+        'without it the list would follow the page as a scatterlist array)',
+    );
+  }
+}
+
 /** @internal Moves a loop variable to another entry (iterators only). */
 export function retarget(sg: Scatterlist, s: SgStore, i: number): void {
   const w = sg as { _s: SgStore; _i: number };
@@ -107,7 +117,7 @@ export function retarget(sg: Scatterlist, s: SgStore, i: number): void {
 /**
  * A zeroed array of `nents` entries, like `struct scatterlist sg[nents]`
  * after a memset (dmalab's way to declare one): returns its first entry.
- * Call `sgInitTable` on it before use, as in C.
+ * Call `sgInitTable` on it before use, as in C. kernel: none (a C declaration)
  */
 export function createScatterlist(nents: number): Scatterlist {
   if (!Number.isInteger(nents) || nents < 1) {
@@ -122,7 +132,7 @@ export function createScatterlist(nents: number): Scatterlist {
 /**
  * `&sg[n]`: the entry `n` slots after `sg` in the same array (no chain
  * following). Stepping outside the array is a DmalabError (in C it would
- * touch memory beyond it).
+ * touch memory beyond it). kernel: none (pointer arithmetic)
  */
 export function sgAt(sg: Scatterlist, n: number): Scatterlist {
   const s = sg._s;
@@ -138,12 +148,12 @@ export function sgAt(sg: Scatterlist, n: number): Scatterlist {
   return new Scatterlist(s, j);
 }
 
-/** Copies a keepable handle out of an iterator's loop variable. */
+/** Copies a keepable handle out of an iterator's loop variable. kernel: none (dmalab) */
 export function sgHandle(sg: Scatterlist): Scatterlist {
   return new Scatterlist(sg._s, sg._i);
 }
 
-/** True when two handles name the same entry (`sg1 == sg2` in C). */
+/** True when two handles name the same entry. kernel: none (`sg1 == sg2` in C) */
 export function sgSame(a: Scatterlist | null, b: Scatterlist | null): boolean {
   if (a === null || b === null) return a === b;
   return a._s === b._s && a._i === b._i;
@@ -297,8 +307,9 @@ export function sgSetPage(sg: Scatterlist, page: Page | null, len: number, offse
   const s = sg._s;
   const i = sg._i;
   const f = s.flags[i]!;
-  if (f & (F_PAGELESS | F_FREED)) {
+  if (f & (F_PAGELESS | F_FREED | F_CHAIN)) {
     checkLive(s, i, 'sg_set_page');
+    notChain(s, i, 'sg_set_page');
     s.flags[i] = f & ~F_PAGELESS;
   }
   s.page[i] = page ?? 0;
@@ -321,6 +332,7 @@ export function sgSetPfn(sg: Scatterlist, pfn: number, len: number, offset: numb
   }
   const s = sg._s;
   checkLive(s, sg._i, 'sg_set_pfn');
+  notChain(s, sg._i, 'sg_set_pfn');
   s.flags[sg._i] = s.flags[sg._i]! | F_PAGELESS;
   s.page[sg._i] = pfn;
   s.offset[sg._i] = offset;
@@ -410,9 +422,10 @@ export function sgDmaMarkSwiotlb(sg: Scatterlist): void {
 }
 
 /**
- * Clears the swiotlb mark. The kernel has no such helper (only a fresh
- * `sg_init_table` clears it); dmalab's DMA layer uses it at unmap so a
- * table can be mapped again through another path. kernel: none (dmalab)
+ * Clears the swiotlb mark. Mainline has no such helper (the mark stays until
+ * `sg_init_table` clears it); it is here for dmalab's DMA layer, which may
+ * clear it at unmap so that a table mapped again through another path starts
+ * clean. kernel: none (dmalab)
  */
 export function sgDmaUnmarkSwiotlb(sg: Scatterlist): void {
   setDmaFlag(sg, SG_DMA_SWIOTLB, false, 'sg_dma_unmark_swiotlb');

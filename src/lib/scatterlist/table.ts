@@ -42,12 +42,15 @@ export interface SgAppendTable {
   totalNents: number;
 }
 
-/** A zeroed `struct sg_table`, ready for the alloc functions. */
+/** A zeroed `struct sg_table`, ready for the alloc functions. kernel: `struct sg_table t = {}` */
 export function createSgTable(): SgTable {
   return { sgl: null, nents: 0, origNents: 0 };
 }
 
-/** A zeroed `struct sg_append_table`, ready for `sgAllocAppendTableFromPages`. */
+/**
+ * A zeroed `struct sg_append_table`, ready for `sgAllocAppendTableFromPages`.
+ * kernel: `struct sg_append_table a = {}`
+ */
 export function createSgAppendTable(): SgAppendTable {
   return { sgt: createSgTable(), prv: null, totalNents: 0 };
 }
@@ -143,7 +146,9 @@ function freeTable(table: SgTable, maxEnts: number, numEnts: number, fn: string)
       );
     }
     if (s.flags[i]! & F_FREED) throw new DmalabError(`${fn}: double free of a scatterlist array`);
-    for (let k = i; k < i + allocSize; k++) s.flags[k] = s.flags[k]! | F_FREED;
+    // kfree() frees the whole array, whatever count the caller passed.
+    const len = s.allocLen[a]!;
+    for (let k = i; k < i + len; k++) s.flags[k] = s.flags[k]! | F_FREED;
     left -= sgSize;
     s = to;
     i = toIndex;

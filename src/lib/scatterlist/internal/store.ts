@@ -133,31 +133,38 @@ export const next: { s: SgStore; i: number } = { s: new SgStore(1), i: 0 };
 
 /**
  * `sg_next()` on slot `i` of `s`: false at an end marker, else true with the
- * next entry in `next.s`/`next.i`, following a chain link.
+ * next entry in `next.s`/`next.i`, following a chain link. The rare cases
+ * live in separate functions so that the common step stays small and its
+ * type feedback stable.
  */
 export function sgNextRaw(s: SgStore, i: number): boolean {
   const f = s.flags[i]!;
-  if (f & (F_END | F_ALLOC_END | F_FREED)) {
-    if (f & F_FREED) throw useAfterFree('sg_next');
-    if (f & F_END) return false;
-    throw new DmalabError(
-      'sg_next: this entry is the last of its array but carries no end marker; the kernel would read past the array ' +
-        '(call sg_init_table/sg_mark_end, or pass the right nents)',
-    );
-  }
+  if ((f & (F_END | F_ALLOC_END | F_FREED)) !== 0) return atEnd(f);
   const j = i + 1;
   const g = s.flags[j]!;
-  if (g & (F_CHAIN | F_FREED)) {
-    if (g & F_FREED) throw useAfterFree('sg_next');
-    const t = s.links.get(j)!;
-    const ti = s.page[j]!;
-    if (t.flags[ti]! & F_FREED) throw useAfterFree('sg_next');
-    next.s = t;
-    next.i = ti;
-    return true;
-  }
+  if ((g & (F_CHAIN | F_FREED)) !== 0) return follow(s, j, g);
   next.s = s;
   next.i = j;
+  return true;
+}
+
+function atEnd(f: number): boolean {
+  if (f & F_FREED) throw useAfterFree('sg_next');
+  if (f & F_END) return false;
+  throw new DmalabError(
+    'sg_next: this entry is the last of its array but carries no end marker; the kernel would read past the array ' +
+      '(call sg_init_table/sg_mark_end, or pass the right nents)',
+  );
+}
+
+function follow(s: SgStore, j: number, g: number): boolean {
+  if (g & F_FREED) throw useAfterFree('sg_next');
+  const t = s.links.get(j)!;
+  // Indices are small integers; keep them int32 so walks index typed arrays without conversions.
+  const ti = s.page[j]! | 0;
+  if (t.flags[ti]! & F_FREED) throw useAfterFree('sg_next');
+  next.s = t;
+  next.i = ti;
   return true;
 }
 
