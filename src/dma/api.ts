@@ -65,7 +65,8 @@ function setupNeedSync(dev: Device): void {
   else d.skipSync = ops.syncSingleForCpu === undefined && ops.syncSingleForDevice === undefined;
 }
 
-function bugDirection(dev: Device, dir: number): void {
+/** `BUG_ON(!valid_dma_direction(dir))`: a BUG finding; the caller returns its failure value. */
+export function bugDirection(dev: Device, dir: number): void {
   reportFinding(
     dev.machine,
     BUG.code,

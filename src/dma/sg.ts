@@ -50,7 +50,7 @@ import {
   ULONG_MAX,
   WARN,
 } from '../machine/index.js';
-import { dmaDevNeedSync, getDmaOps } from './api.js';
+import { bugDirection, dmaDevNeedSync, getDmaOps } from './api.js';
 import { archSyncDmaForCpu, archSyncDmaForDevice, devIsDmaCoherent } from './arch.js';
 import { dmaDirectMapPhys, dmaDirectUnmapPhys, dmaToPhys } from './direct.js';
 import {
@@ -390,18 +390,6 @@ function sbaUnmapSg(dev: Device, list: Scatterlist[]): void {
 }
 
 // --------------------------------------------------------------------------- driver face
-
-function bugDirection(dev: Device, dir: number): void {
-  reportFinding(
-    dev.machine,
-    BUG.code,
-    `kernel BUG at kernel/dma/mapping.c: invalid DMA direction ${dmaDirName(dir)} [device=${dev.name}]`,
-    {
-      device: dev.name,
-      details: { dir },
-    },
-  );
-}
 
 function emitSg(
   dev: Device,
