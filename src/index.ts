@@ -10,3 +10,4 @@ export * from './dma/index.js';
 export * from './lib/index.js';
 export * from './machine/index.js';
 export * from './mm/index.js';
+export * from './scenario/index.js';
