@@ -3,6 +3,7 @@
  * that runs their agents over model time, scenario files, and the seed suite.
  */
 
+export * from './explain.js';
 export type {
   AgentSpec,
   BufferSetup,
