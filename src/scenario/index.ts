@@ -3,6 +3,7 @@
  * that runs their agents over model time, scenario files, and the seed suite.
  */
 
+export * from './explain.js';
 export { parseScenario } from './parse.js';
 export { scenarioReportJson } from './report.js';
 export { type BuiltinRun, type BuiltinScenario, registerBuiltin, runMatrix, runScenario } from './run.js';
