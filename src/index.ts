@@ -11,3 +11,4 @@ export * from './dmabuf/index.js';
 export * from './lib/index.js';
 export * from './machine/index.js';
 export * from './mm/index.js';
+export * from './scenario/index.js';
