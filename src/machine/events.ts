@@ -38,6 +38,14 @@
  * | kmem-alloc / kmem-free | mm | kmalloc, vmalloc, vmap, ioremap and stack buffers handed out and returned |
  * | process | mm | a process spawned or exited |
  * | driver-bind / driver-unbind | mm | the driver core bound a driver to a device (probe) or unbound it |
+ * | dmabuf-export / dmabuf-release | dmabuf | a dma-buf created (with the physical pieces backing it) / freed at its last reference |
+ * | dmabuf-backing | dmabuf | the exporter moved the buffer: its new physical pieces |
+ * | dmabuf-attach / dmabuf-detach | dmabuf | an importing device attached (static or dynamic) / detached |
+ * | dmabuf-map / dmabuf-unmap | dmabuf | an attachment mapped for its device (with the table's CPU pieces and DMA segments) / unmapped |
+ * | dmabuf-pin | dmabuf | an attachment pinned or unpinned the buffer |
+ * | dmabuf-move-notify | dmabuf | the exporter told dynamic importers that their mappings are going stale |
+ * | dmabuf-cpu-access | dmabuf | begin/end of a CPU access bracket (dma_buf_begin/end_cpu_access, DMA_BUF_IOCTL_SYNC) |
+ * | dmabuf-mmap / dmabuf-vmap | dmabuf | a user mapping of the buffer made; a kernel mapping made or dropped |
  */
 
 import type { MemAttr } from './types.js';
@@ -507,6 +515,140 @@ export interface DmaMmapEvent extends EventBase {
   ret: number;
 }
 
+// ---- dma-buf (src/dmabuf) ----
+
+/**
+ * A dma-buf exported. `backing` is the physical memory behind it as flat
+ * [phys, length, …] pairs in buffer order, as the exporter declared it
+ * (empty when the exporter does not say, e.g. not placed yet).
+ */
+export interface DmaBufExportEvent extends EventBase {
+  type: 'dmabuf-export';
+  /** The dma-buf's id (stable for its life, reused by no other buffer). */
+  buf: number;
+  /** `exp_name`. */
+  exporter: string;
+  size: number;
+  /** The exporter has `pin`/`unpin`: it may move the buffer. */
+  dynamic: boolean;
+  backing: readonly number[];
+  /** The reservation object's id (`dmabuf->resv`), -1 when none. */
+  resv: number;
+}
+
+/** The exporter moved a dma-buf: its new backing (flat [phys, length, …]). */
+export interface DmaBufBackingEvent extends EventBase {
+  type: 'dmabuf-backing';
+  buf: number;
+  backing: readonly number[];
+}
+
+/** A dma-buf's last reference dropped: the exporter's `release` ran. */
+export interface DmaBufReleaseEvent extends EventBase {
+  type: 'dmabuf-release';
+  buf: number;
+}
+
+/** `dma_buf_(dynamic_)attach` succeeded (`attachment` ≥ 0) or failed (`ret` < 0). */
+export interface DmaBufAttachEvent extends EventBase {
+  type: 'dmabuf-attach';
+  buf: number;
+  attachment: number;
+  device: string;
+  /** The importer gave `importer_ops` (it handles move_notify). */
+  dynamic: boolean;
+  ret: number;
+}
+
+export interface DmaBufDetachEvent extends EventBase {
+  type: 'dmabuf-detach';
+  buf: number;
+  attachment: number;
+  device: string;
+}
+
+/**
+ * An attachment's mapping handed to its importer (`dma_buf_map_attachment`,
+ * or the one the core keeps for a static/dynamic mismatch). `phys`/`lengths`
+ * are the table's CPU pieces, `dmaAddrs`/`dmaLengths` its DMA segments.
+ * `cached`: the core's kept mapping was returned (no exporter call).
+ */
+export interface DmaBufMapEvent extends EventBase {
+  type: 'dmabuf-map';
+  buf: number;
+  attachment: number;
+  device: string;
+  dir: number;
+  cached: boolean;
+  /** 0, or the negative errno returned. */
+  ret: number;
+  phys: readonly number[];
+  lengths: readonly number[];
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
+}
+
+/** An attachment's mapping given back; `cached`: the core keeps it (no exporter call). */
+export interface DmaBufUnmapEvent extends EventBase {
+  type: 'dmabuf-unmap';
+  buf: number;
+  attachment: number;
+  device: string;
+  dir: number;
+  cached: boolean;
+}
+
+/** `dma_buf_pin`/`dma_buf_unpin` (or the core's pin for a static importer of a dynamic exporter). */
+export interface DmaBufPinEvent extends EventBase {
+  type: 'dmabuf-pin';
+  buf: number;
+  attachment: number;
+  pin: boolean;
+  ret: number;
+}
+
+/** `dma_buf_move_notify`: the dynamic attachments told. */
+export interface DmaBufMoveNotifyEvent extends EventBase {
+  type: 'dmabuf-move-notify';
+  buf: number;
+  attachments: readonly number[];
+}
+
+/**
+ * A CPU access bracket: `dma_buf_begin_cpu_access` (`begin`) or
+ * `dma_buf_end_cpu_access`, directly or through `DMA_BUF_IOCTL_SYNC`.
+ * `agent` is who will access: `kernel` or the process's name.
+ */
+export interface DmaBufCpuAccessEvent extends EventBase {
+  type: 'dmabuf-cpu-access';
+  buf: number;
+  begin: boolean;
+  dir: number;
+  agent: string;
+  /** 0, or the negative errno returned. */
+  ret: number;
+}
+
+/** A user mapping of a dma-buf (mmap of its fd, or `dma_buf_mmap` from another driver). */
+export interface DmaBufMmapEvent extends EventBase {
+  type: 'dmabuf-mmap';
+  buf: number;
+  pid: number;
+  vmStart: number;
+  vmEnd: number;
+  pgoff: number;
+  ret: number;
+}
+
+/** `dma_buf_vmap` (the first, which called the exporter) and the last `dma_buf_vunmap`. */
+export interface DmaBufVmapEvent extends EventBase {
+  type: 'dmabuf-vmap';
+  buf: number;
+  map: boolean;
+  vaddr: number;
+  isIomem: boolean;
+}
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -548,7 +690,20 @@ export type MachineEvent =
   | KmemFreeEvent
   | ProcessEvent
   | DriverBindEvent
-  | DriverUnbindEvent;
+  | DriverUnbindEvent
+  // dma-buf
+  | DmaBufExportEvent
+  | DmaBufBackingEvent
+  | DmaBufReleaseEvent
+  | DmaBufAttachEvent
+  | DmaBufDetachEvent
+  | DmaBufMapEvent
+  | DmaBufUnmapEvent
+  | DmaBufPinEvent
+  | DmaBufMoveNotifyEvent
+  | DmaBufCpuAccessEvent
+  | DmaBufMmapEvent
+  | DmaBufVmapEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -597,6 +752,19 @@ export const EVENT_TYPES: readonly EventType[] = [
   'process',
   'driver-bind',
   'driver-unbind',
+  // dma-buf
+  'dmabuf-export',
+  'dmabuf-backing',
+  'dmabuf-release',
+  'dmabuf-attach',
+  'dmabuf-detach',
+  'dmabuf-map',
+  'dmabuf-unmap',
+  'dmabuf-pin',
+  'dmabuf-move-notify',
+  'dmabuf-cpu-access',
+  'dmabuf-mmap',
+  'dmabuf-vmap',
 ];
 
 type Listener = (ev: MachineEvent) => void;

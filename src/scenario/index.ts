@@ -4,6 +4,20 @@
  */
 
 export * from './explain.js';
+export { parseScenario } from './parse.js';
+export { scenarioReportJson } from './report.js';
+export { type BuiltinRun, type BuiltinScenario, registerBuiltin, runMatrix, runScenario } from './run.js';
+export {
+  type Agent,
+  type AgentBody,
+  MAX_STEPS,
+  RunContext,
+  runAgents,
+  type WaitCondition,
+  wait,
+  type Yielded,
+} from './runtime.js';
+export { builtinScenarios, CATALOGUE } from './suite/index.js';
 export type {
   AgentSpec,
   BufferSetup,

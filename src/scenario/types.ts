@@ -69,8 +69,8 @@ export interface DeviceSetup {
 /** A buffer the setup allocates before any agent runs. */
 export interface BufferSetup {
   readonly name: string;
-  readonly kind: 'coherent' | 'kmalloc' | 'pages';
-  /** The device a coherent buffer is allocated for. */
+  readonly kind: 'coherent' | 'coherent-for-mmap' | 'kmalloc';
+  /** The device a coherent buffer is allocated for (`coherent-for-mmap`: allocated when the device file is opened). */
   readonly device?: string;
   readonly size: number;
   /** Initial contents: every byte this value. */
