@@ -6,6 +6,7 @@
 
 import { attachChecker, firstDivergence, observedReads, type ProfilesResult } from './debug/index.js';
 import { initDma } from './dma/index.js';
+import { initDmaBufLayer } from './dmabuf/index.js';
 import {
   type CaptureStacks,
   type CiPolicy,
@@ -154,6 +155,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   // The DMA layer reserves its swiotlb pool with memblock, before anything allocates pages.
   initDma(m);
   initMm(m);
+  initDmaBufLayer(m);
   if (m.options.check) attachChecker(m);
   m.booted = true;
   return m;
