@@ -4,6 +4,7 @@
  * dependency order, and ends the boot.
  */
 
+import { initBo } from './bo/index.js';
 import { attachChecker, firstDivergence, observedReads, type ProfilesResult } from './debug/index.js';
 import { initDma } from './dma/index.js';
 import {
@@ -154,6 +155,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   // The DMA layer reserves its swiotlb pool with memblock, before anything allocates pages.
   initDma(m);
   initMm(m);
+  initBo(m);
   if (m.options.check) attachChecker(m);
   m.booted = true;
   return m;

@@ -38,6 +38,7 @@
  * | kmem-alloc / kmem-free | mm | kmalloc, vmalloc, vmap, ioremap and stack buffers handed out and returned |
  * | process | mm | a process spawned or exited |
  * | driver-bind / driver-unbind | mm | the driver core bound a driver to a device (probe) or unbound it |
+ * | bo-init / bo-move / bo-destroy | bo | a buffer object created (with its fake offset), its backing changed, its memory released |
  */
 
 import type { MemAttr } from './types.js';
@@ -507,6 +508,48 @@ export interface DmaMmapEvent extends EventBase {
   ret: number;
 }
 
+// ---- bo layer (src/bo): migratable buffer objects -------------------------
+
+/** A buffer object created on a TTM device, with its fake offset in the device file. */
+export interface BoInitEvent extends EventBase {
+  type: 'bo-init';
+  bo: number;
+  device: string;
+  size: number;
+  /** The device file mmapped at the fake offset, and the offset in pages (`vm_pgoff`). */
+  path: string;
+  pgoff: number;
+}
+
+/**
+ * A buffer object's backing changed: validation, eviction, swap-out or
+ * swap-in, or its pages were populated. `pfns` holds the frame backing each
+ * page of the object now (-1: none, e.g. unpopulated or swapped out).
+ */
+export interface BoMoveEvent extends EventBase {
+  type: 'bo-move';
+  bo: number;
+  device: string;
+  /** `system`, `tt`, `vram` or `none`; `swapped` for a swapped-out system object. */
+  from: string;
+  to: string;
+  pfns: readonly number[];
+  reason: 'create' | 'validate' | 'evict' | 'populate' | 'swapout';
+  /** Whether the user PTEs of the object were shot down first (false only in a deliberately broken driver). */
+  unmapped: boolean;
+}
+
+/** A buffer object's memory was released. */
+export interface BoDestroyEvent extends EventBase {
+  type: 'bo-destroy';
+  bo: number;
+  device: string;
+}
+
+/** The bo layer's events. */
+export type BoEvent = BoInitEvent | BoMoveEvent | BoDestroyEvent;
+const BO_EVENT_TYPES = ['bo-init', 'bo-move', 'bo-destroy'] as const;
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -548,7 +591,8 @@ export type MachineEvent =
   | KmemFreeEvent
   | ProcessEvent
   | DriverBindEvent
-  | DriverUnbindEvent;
+  | DriverUnbindEvent
+  | BoEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -597,6 +641,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'process',
   'driver-bind',
   'driver-unbind',
+  ...BO_EVENT_TYPES,
 ];
 
 type Listener = (ev: MachineEvent) => void;
