@@ -7,6 +7,7 @@
 import { initBo } from './bo/index.js';
 import { attachChecker, firstDivergence, observedReads, type ProfilesResult } from './debug/index.js';
 import { initDma } from './dma/index.js';
+import { initDmaBufLayer } from './dmabuf/index.js';
 import {
   type CaptureStacks,
   type CiPolicy,
@@ -155,6 +156,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   // The DMA layer reserves its swiotlb pool with memblock, before anything allocates pages.
   initDma(m);
   initMm(m);
+  initDmaBufLayer(m);
   initBo(m);
   if (m.options.check) attachChecker(m);
   m.booted = true;

@@ -1,42 +1,28 @@
 #!/usr/bin/env node
 /**
- * The `dmalab` command. Only this folder may use Node modules.
+ * The `dmalab` command's entry point: binds the command line to the real
+ * process. Only this folder may use Node modules.
  */
 
-import { DmalabError } from '../machine/index.js';
-import { renderDemo } from './demo.js';
+import { readFileSync } from 'node:fs';
+import { nodeIo } from './io.js';
+import { runCli } from './program.js';
 
-const USAGE = `usage: dmalab <command>
-
-commands:
-  demo      show how each architecture profile's caches and devices treat the same bytes
-  help      show this help
-
-examples:
-  dmalab demo
-`;
-
-function main(argv: string[]): number {
-  const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    process.stdout.write(USAGE);
-    return cmd === undefined ? 2 : 0;
-  }
-  if (cmd === 'demo') {
-    if (rest.length > 0) throw new DmalabError(`demo takes no arguments, got '${rest.join(' ')}'`);
-    process.stdout.write(renderDemo());
-    return 0;
-  }
-  throw new DmalabError(`unknown command '${cmd}' (try 'dmalab help')`);
-}
-
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (err) {
-  if (err instanceof DmalabError) {
-    process.stderr.write(`dmalab: ${err.message}\n`);
-    process.exitCode = 2;
-  } else {
-    throw err;
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
   }
 }
+
+// A reader that goes away (`dmalab explain | head`) ends the output, not the program with a trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
+process.exitCode = runCli(process.argv.slice(2), nodeIo(), packageVersion());

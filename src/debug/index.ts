@@ -13,8 +13,10 @@ export {
   type ProfilesResult,
   renderMatrix,
   renderProfiles,
+  type TableCell,
+  textTable,
 } from './matrix.js';
 export { registerInternalAgent } from './oracle.js';
 export { findingData, type JsonOptions, renderFindingsJson, stableStringify } from './render/json.js';
-export { renderFindingsSarif } from './render/sarif.js';
-export { renderFindingsText, type TextOptions } from './render/text.js';
+export { renderFindingsSarif, renderSarifRuns } from './render/sarif.js';
+export { renderFindingsText, type TextOptions, verdictText } from './render/text.js';

@@ -47,24 +47,44 @@ export function firstDivergence(
 
 export interface MatrixOptions {
   color?: boolean;
+  /**
+   * Expected verdict per scenario and profile (a profile not listed expects
+   * `clean`): each cell then says whether it matches, and what was expected
+   * when it does not.
+   */
+  expected?: Readonly<Record<string, Readonly<Record<string, Verdict>>>>;
 }
 
-/** A table cell: plain text, or a verdict (coloured when asked). */
-type Cell = string | { verdict: Verdict };
+/**
+ * A table cell: plain text, or a verdict (coloured when asked) with an
+ * optional mark after it, painted with an ANSI colour code.
+ */
+export type TableCell = string | { verdict: Verdict; mark?: string; markColour?: string };
 
-function table(head: string[], rows: Cell[][], color: boolean): string[] {
-  const text = (c: Cell) => (typeof c === 'string' ? c : c.verdict);
+/** Lays out a text table: a bold head, a rule, columns two spaces apart, no trailing blanks. */
+export function textTable(head: readonly string[], rows: readonly TableCell[][], color: boolean): string[] {
+  const text = (c: TableCell) => (typeof c === 'string' ? c : c.verdict + (c.mark ?? ''));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => text(r[i] ?? '').length)));
-  const line = (cells: Cell[], bold = false) =>
+  const line = (cells: readonly TableCell[], bold = false) =>
     cells
       .map((c, i) => {
         const pad = ' '.repeat(Math.max(0, widths[i]! - text(c).length));
-        const shown = typeof c === 'string' ? paint(bold && color, '1', c) : verdictText(c.verdict, color);
+        const shown =
+          typeof c === 'string'
+            ? paint(bold && color, '1', c)
+            : verdictText(c.verdict, color) + paint(color, c.markColour ?? '0', c.mark ?? '');
         return shown + pad;
       })
       .join('  ')
       .trimEnd();
   return [line(head, true), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(r))];
+}
+
+function verdictCell(verdict: Verdict, expected: Verdict | undefined): TableCell {
+  if (expected === undefined) return { verdict };
+  return verdict === expected
+    ? { verdict, mark: ' ✓', markColour: '32' }
+    : { verdict, mark: ` ✗ expected ${expected}`, markColour: '1;31' };
 }
 
 /** One run on several profiles: profile × verdict, the codes found, and the first divergence. */
@@ -75,7 +95,7 @@ export function renderProfiles(result: ProfilesResult, opts: MatrixOptions = {})
     for (const f of r.findings) if (!codes.includes(f.code)) codes.push(f.code);
     return [r.profile, { verdict: r.verdict }, codes.join(', ') || '—'];
   });
-  const lines = table(['profile', 'verdict', 'findings'], rows, color);
+  const lines = textTable(['profile', 'verdict', 'findings'], rows, color);
   const d = result.divergence;
   lines.push(
     '',
@@ -84,7 +104,11 @@ export function renderProfiles(result: ProfilesResult, opts: MatrixOptions = {})
   return `${lines.join('\n')}\n`;
 }
 
-/** Several scenarios on several profiles: scenario × profile → verdict. */
+/**
+ * Several scenarios on several profiles: scenario × profile → verdict (and
+ * whether it is the expected one, when expectations are given), with the
+ * first operation whose observed bytes diverge between profiles.
+ */
 export function renderMatrix(
   scenarios: Readonly<Record<string, ProfilesResult>>,
   opts: MatrixOptions = {},
@@ -97,9 +121,13 @@ export function renderMatrix(
     name,
     ...profiles.map((p) => {
       const row = r.rows.find((x) => x.profile === p);
-      return row === undefined ? '' : { verdict: row.verdict };
+      if (row === undefined) return '';
+      return verdictCell(
+        row.verdict,
+        opts.expected === undefined ? undefined : (opts.expected[name]?.[p] ?? 'clean'),
+      );
     }),
-    r.divergence === null ? '' : `step ${r.divergence.step}`,
+    r.divergence === null ? '' : `step ${r.divergence.step} (${r.divergence.call})`,
   ]);
-  return `${table(['scenario', ...profiles, 'diverges at'], rows, color).join('\n')}\n`;
+  return `${textTable(['scenario', ...profiles, 'diverges at'], rows, color).join('\n')}\n`;
 }

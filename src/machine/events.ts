@@ -21,6 +21,7 @@
  * | iommu-fault | machine/iommu | translation failed for a device access |
  * | page-alloc / page-free | machine/pagealloc | a block of frames handed out or returned |
  * | job-submit / job-complete | machine/engine | device engine work queued and finished |
+ * | job-start | machine/engine | a job's data starts to move (its device accesses follow) |
  * | time | machine/engine | model time moved |
  * | finding | machine/findings | a finding was recorded |
  * | swiotlb-map / swiotlb-unmap | dma/swiotlb | a bounce slot run taken for an original, or released |
@@ -38,6 +39,20 @@
  * | kmem-alloc / kmem-free | mm | kmalloc, vmalloc, vmap, ioremap and stack buffers handed out and returned |
  * | process | mm | a process spawned or exited |
  * | driver-bind / driver-unbind | mm | the driver core bound a driver to a device (probe) or unbound it |
+ * | fence-init | dmabuf/fence | a dma_fence initialised (containers list their components) |
+ * | fence-signal | dmabuf/fence | a dma_fence signalled, by a CPU agent or a device's job |
+ * | fence-wait | dmabuf/fence | an agent waited on or tested a fence, and whether it saw it signalled |
+ * | fence-callback | dmabuf/fence | a callback registered on a fence ran |
+ * | resv-add | dmabuf/resv | a fence added to a reservation object with a usage class |
+ * | sched-push / sched-run | dmabuf/sched | a fence-gated device job queued by an agent / handed to the engine |
+ * | dmabuf-export / dmabuf-release | dmabuf | a dma-buf created (with the physical pieces backing it) / freed at its last reference |
+ * | dmabuf-backing | dmabuf | the exporter moved the buffer: its new physical pieces |
+ * | dmabuf-attach / dmabuf-detach | dmabuf | an importing device attached (static or dynamic) / detached |
+ * | dmabuf-map / dmabuf-unmap | dmabuf | an attachment mapped for its device (with the table's CPU pieces and DMA segments) / unmapped |
+ * | dmabuf-pin | dmabuf | an attachment pinned or unpinned the buffer |
+ * | dmabuf-move-notify | dmabuf | the exporter told dynamic importers that their mappings are going stale |
+ * | dmabuf-cpu-access | dmabuf | begin/end of a CPU access bracket (dma_buf_begin/end_cpu_access, DMA_BUF_IOCTL_SYNC) |
+ * | dmabuf-mmap / dmabuf-vmap | dmabuf | a user mapping of the buffer made; a kernel mapping made or dropped |
  * | bo-init / bo-move / bo-destroy | bo | a buffer object created (with its fake offset), its backing changed, its memory released |
  */
 
@@ -164,6 +179,12 @@ export interface JobCompleteEvent extends EventBase {
   job: number;
   kind: string;
   ok: boolean;
+}
+
+export interface JobStartEvent extends EventBase {
+  type: 'job-start';
+  device: string;
+  job: number;
 }
 
 export interface TimeEvent extends EventBase {
@@ -508,6 +529,212 @@ export interface DmaMmapEvent extends EventBase {
   ret: number;
 }
 
+// --- fence layer (src/dmabuf: fence.ts, resv.ts, sched.ts) ---
+
+export interface FenceInitEvent extends EventBase {
+  type: 'fence-init';
+  fence: number;
+  context: number;
+  seqno: number;
+  driver: string;
+  timeline: string;
+  /** A container's component fence ids (dma_fence_array), else null. */
+  components: readonly number[] | null;
+}
+
+export interface FenceSignalEvent extends EventBase {
+  type: 'fence-signal';
+  fence: number;
+  context: number;
+  seqno: number;
+  /** The fence's error (0 for success). */
+  error: number;
+  /** Who signalled: the device whose engine job is running, else the CPU agent. */
+  agent: string;
+  /** True when a device's job signalled it (`agent` is then a device name). */
+  byDevice: boolean;
+}
+
+export interface FenceWaitEvent extends EventBase {
+  type: 'fence-wait';
+  fence: number;
+  /** The CPU agent that waited or tested. */
+  agent: string;
+  /** True when the agent saw the fence signalled (the happens-before edge). */
+  signaled: boolean;
+}
+
+export interface FenceCallbackEvent extends EventBase {
+  type: 'fence-callback';
+  fence: number;
+  /** The registered function's name. */
+  func: string;
+}
+
+export interface ResvAddEvent extends EventBase {
+  type: 'resv-add';
+  resv: number;
+  fence: number;
+  /** `DMA_RESV_USAGE_*`. */
+  usage: number;
+  /** The fence it replaced in its slot, else -1. */
+  replaced: number;
+}
+
+export interface SchedPushEvent extends EventBase {
+  type: 'sched-push';
+  job: number;
+  device: string;
+  /** The agent that pushed the job; its program order up to here precedes the job. */
+  agent: string;
+  /** Fences the job waits for. */
+  deps: readonly number[];
+  /** The job's finished fence. */
+  finished: number;
+}
+
+export interface SchedRunEvent extends EventBase {
+  type: 'sched-run';
+  job: number;
+  device: string;
+  /** The engine job it became. */
+  engineJob: number;
+}
+
+// ---- dma-buf (src/dmabuf) ----
+
+/**
+ * A dma-buf exported. `backing` is the physical memory behind it as flat
+ * [phys, length, …] pairs in buffer order, as the exporter declared it
+ * (empty when the exporter does not say, e.g. not placed yet).
+ */
+export interface DmaBufExportEvent extends EventBase {
+  type: 'dmabuf-export';
+  /** The dma-buf's id (stable for its life, reused by no other buffer). */
+  buf: number;
+  /** `exp_name`. */
+  exporter: string;
+  size: number;
+  /** The exporter has `pin`/`unpin`: it may move the buffer. */
+  dynamic: boolean;
+  backing: readonly number[];
+  /** The reservation object's id (`dmabuf->resv`), -1 when none. */
+  resv: number;
+}
+
+/** The exporter moved a dma-buf: its new backing (flat [phys, length, …]). */
+export interface DmaBufBackingEvent extends EventBase {
+  type: 'dmabuf-backing';
+  buf: number;
+  backing: readonly number[];
+}
+
+/** A dma-buf's last reference dropped: the exporter's `release` ran. */
+export interface DmaBufReleaseEvent extends EventBase {
+  type: 'dmabuf-release';
+  buf: number;
+}
+
+/** `dma_buf_(dynamic_)attach` succeeded (`attachment` ≥ 0) or failed (`ret` < 0). */
+export interface DmaBufAttachEvent extends EventBase {
+  type: 'dmabuf-attach';
+  buf: number;
+  attachment: number;
+  device: string;
+  /** The importer gave `importer_ops` (it handles move_notify). */
+  dynamic: boolean;
+  ret: number;
+}
+
+export interface DmaBufDetachEvent extends EventBase {
+  type: 'dmabuf-detach';
+  buf: number;
+  attachment: number;
+  device: string;
+}
+
+/**
+ * An attachment's mapping handed to its importer (`dma_buf_map_attachment`,
+ * or the one the core keeps for a static/dynamic mismatch). `phys`/`lengths`
+ * are the table's CPU pieces, `dmaAddrs`/`dmaLengths` its DMA segments.
+ * `cached`: the core's kept mapping was returned (no exporter call).
+ */
+export interface DmaBufMapEvent extends EventBase {
+  type: 'dmabuf-map';
+  buf: number;
+  attachment: number;
+  device: string;
+  dir: number;
+  cached: boolean;
+  /** 0, or the negative errno returned. */
+  ret: number;
+  phys: readonly number[];
+  lengths: readonly number[];
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
+}
+
+/** An attachment's mapping given back; `cached`: the core keeps it (no exporter call). */
+export interface DmaBufUnmapEvent extends EventBase {
+  type: 'dmabuf-unmap';
+  buf: number;
+  attachment: number;
+  device: string;
+  dir: number;
+  cached: boolean;
+}
+
+/** `dma_buf_pin`/`dma_buf_unpin` (or the core's pin for a static importer of a dynamic exporter). */
+export interface DmaBufPinEvent extends EventBase {
+  type: 'dmabuf-pin';
+  buf: number;
+  attachment: number;
+  pin: boolean;
+  ret: number;
+}
+
+/** `dma_buf_move_notify`: the dynamic attachments told. */
+export interface DmaBufMoveNotifyEvent extends EventBase {
+  type: 'dmabuf-move-notify';
+  buf: number;
+  attachments: readonly number[];
+}
+
+/**
+ * A CPU access bracket: `dma_buf_begin_cpu_access` (`begin`) or
+ * `dma_buf_end_cpu_access`, directly or through `DMA_BUF_IOCTL_SYNC`.
+ * `agent` is who will access: `kernel` or the process's name.
+ */
+export interface DmaBufCpuAccessEvent extends EventBase {
+  type: 'dmabuf-cpu-access';
+  buf: number;
+  begin: boolean;
+  dir: number;
+  agent: string;
+  /** 0, or the negative errno returned. */
+  ret: number;
+}
+
+/** A user mapping of a dma-buf (mmap of its fd, or `dma_buf_mmap` from another driver). */
+export interface DmaBufMmapEvent extends EventBase {
+  type: 'dmabuf-mmap';
+  buf: number;
+  pid: number;
+  vmStart: number;
+  vmEnd: number;
+  pgoff: number;
+  ret: number;
+}
+
+/** `dma_buf_vmap` (the first, which called the exporter) and the last `dma_buf_vunmap`. */
+export interface DmaBufVmapEvent extends EventBase {
+  type: 'dmabuf-vmap';
+  buf: number;
+  map: boolean;
+  vaddr: number;
+  isIomem: boolean;
+}
+
 // ---- bo layer (src/bo): migratable buffer objects -------------------------
 
 /** A buffer object created on a TTM device, with its fake offset in the device file. */
@@ -564,6 +791,7 @@ export type MachineEvent =
   | PageFreeEvent
   | JobSubmitEvent
   | JobCompleteEvent
+  | JobStartEvent
   | TimeEvent
   | FindingEvent
   | SwiotlbMapEvent
@@ -592,6 +820,26 @@ export type MachineEvent =
   | ProcessEvent
   | DriverBindEvent
   | DriverUnbindEvent
+  | FenceInitEvent
+  | FenceSignalEvent
+  | FenceWaitEvent
+  | FenceCallbackEvent
+  | ResvAddEvent
+  | SchedPushEvent
+  | SchedRunEvent
+  // dma-buf
+  | DmaBufExportEvent
+  | DmaBufBackingEvent
+  | DmaBufReleaseEvent
+  | DmaBufAttachEvent
+  | DmaBufDetachEvent
+  | DmaBufMapEvent
+  | DmaBufUnmapEvent
+  | DmaBufPinEvent
+  | DmaBufMoveNotifyEvent
+  | DmaBufCpuAccessEvent
+  | DmaBufMmapEvent
+  | DmaBufVmapEvent
   | BoEvent;
 
 export type EventType = MachineEvent['type'];
@@ -613,6 +861,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'page-free',
   'job-submit',
   'job-complete',
+  'job-start',
   'time',
   'finding',
   'swiotlb-map',
@@ -641,6 +890,27 @@ export const EVENT_TYPES: readonly EventType[] = [
   'process',
   'driver-bind',
   'driver-unbind',
+  // fence layer
+  'fence-init',
+  'fence-signal',
+  'fence-wait',
+  'fence-callback',
+  'resv-add',
+  'sched-push',
+  'sched-run',
+  // dma-buf
+  'dmabuf-export',
+  'dmabuf-backing',
+  'dmabuf-release',
+  'dmabuf-attach',
+  'dmabuf-detach',
+  'dmabuf-map',
+  'dmabuf-unmap',
+  'dmabuf-pin',
+  'dmabuf-move-notify',
+  'dmabuf-cpu-access',
+  'dmabuf-mmap',
+  'dmabuf-vmap',
   ...BO_EVENT_TYPES,
 ];
 

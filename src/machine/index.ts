@@ -44,6 +44,7 @@ export {
   type JobSpec,
   pendingJobs,
   registerJobHandler,
+  runningJob,
   runUntil,
   submitDeviceJob,
 } from './engine.js';

@@ -14,6 +14,7 @@ export {
   AddressSpace,
   File,
   type FileOperations,
+  fileHandle,
   Inode,
   type LoffT,
   Process,
@@ -25,6 +26,8 @@ export {
   vmFlagsMod,
   vmFlagsSet,
 } from './handles.js';
+// Callback tables kept by id, for the layers above that store behaviour in state (dma_buf_ops, fence ops).
+export { assertPlainData, tableById, tableId, tableKey } from './internal/registry.js';
 export { initMm } from './internal/state.js';
 export * from './kaccess.js';
 export * from './kmalloc.js';

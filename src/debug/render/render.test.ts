@@ -12,7 +12,7 @@ import {
 import { renderMatrix, renderProfiles } from '../matrix.js';
 import { parseFrame, relative } from './frames.js';
 import { renderFindingsJson } from './json.js';
-import { renderFindingsSarif } from './sarif.js';
+import { renderFindingsSarif, renderSarifRuns } from './sarif.js';
 import { renderFindingsText } from './text.js';
 
 /** The stale read of a FROM_DEVICE buffer on arm64: an ownership and a stale-data finding. */
@@ -136,6 +136,23 @@ describe('SARIF', () => {
       properties: { dmaDebugCheck: 2, verdict: 'api' },
     });
   });
+
+  it('holds several named runs, each with its own rules', () => {
+    const stale = machineFindings(staleRun('findings'));
+    const log = JSON.parse(
+      renderSarifRuns([
+        { id: 'rx/arm64-noncoherent', findings: stale },
+        { id: 'rx/x86_64', findings: [] },
+      ]),
+    );
+    expect(log.runs.map((r: { automationDetails: { id: string } }) => r.automationDetails.id)).toEqual([
+      'rx/arm64-noncoherent',
+      'rx/x86_64',
+    ]);
+    expect(log.runs[0].results.map((r: { ruleId: string }) => r.ruleId)).toEqual(['OWNERSHIP', 'STALE_DATA']);
+    expect(log.runs[1]).toMatchObject({ results: [], tool: { driver: { rules: [] } } });
+    expect(JSON.parse(renderFindingsSarif(stale)).runs[0].automationDetails).toBeUndefined();
+  });
 });
 
 describe('profile matrix', () => {
@@ -174,11 +191,18 @@ describe('profile matrix', () => {
     expect(out).toBe(
       [
         'scenario         x86_64  arm64-noncoherent  diverges at',
-        '---------------  ------  -----------------  -----------',
-        'rx without sync  latent  broken             step 3',
+        '---------------  ------  -----------------  ---------------------------',
+        'rx without sync  latent  broken             step 3 (cpu read by kernel)',
         'nothing at all   clean   clean',
         '',
       ].join('\n'),
+    );
+    const marked = renderMatrix(
+      { 'rx without sync': runOnProfiles(driver, profiles, { ramBytes: 64 << 20 }) },
+      { expected: { 'rx without sync': { x86_64: 'latent' } } },
+    );
+    expect(marked.split('\n')[2]).toBe(
+      'rx without sync  latent ✓  broken ✗ expected clean  step 3 (cpu read by kernel)',
     );
     expect(renderMatrix({ a: runOnProfiles(() => {}, ['x86_64']) }, { color: true })).toContain(
       '\u001b[32mclean\u001b[0m',

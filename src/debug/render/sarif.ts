@@ -29,8 +29,8 @@ function stack(frames: readonly string[], message: string): Record<string, unkno
   return { message: { text: message }, frames: parsed.map((f) => ({ location: location(f) })) };
 }
 
-/** A SARIF 2.1.0 log of the findings, as JSON text ending with a newline. */
-export function renderFindingsSarif(findings: readonly Finding[]): string {
+/** One SARIF run: the rules of the codes seen and one result per finding. */
+function sarifRun(findings: readonly Finding[], id?: string): Record<string, unknown> {
   const ruleIds: string[] = [];
   for (const f of findings) if (!ruleIds.includes(f.code)) ruleIds.push(f.code);
   const rules = ruleIds.map((id) => {
@@ -72,15 +72,23 @@ export function renderFindingsSarif(findings: readonly Finding[]): string {
       },
     };
   });
-  const log = {
-    $schema: SCHEMA,
-    version: '2.1.0',
-    runs: [
-      {
-        tool: { driver: { name: 'dmalab', informationUri: 'https://github.com/dmalab/dmalab', rules } },
-        results,
-      },
-    ],
+  return {
+    tool: { driver: { name: 'dmalab', informationUri: 'https://github.com/dmalab/dmalab', rules } },
+    ...(id !== undefined ? { automationDetails: { id } } : {}),
+    results,
   };
+}
+
+/** A SARIF 2.1.0 log of the findings, as JSON text ending with a newline. */
+export function renderFindingsSarif(findings: readonly Finding[]): string {
+  return `${stableStringify({ $schema: SCHEMA, version: '2.1.0', runs: [sarifRun(findings)] })}\n`;
+}
+
+/**
+ * A SARIF 2.1.0 log of several runs (a scenario on several profiles, say),
+ * each named by its `automationDetails.id`, as JSON text ending with a newline.
+ */
+export function renderSarifRuns(runs: readonly { id: string; findings: readonly Finding[] }[]): string {
+  const log = { $schema: SCHEMA, version: '2.1.0', runs: runs.map((r) => sarifRun(r.findings, r.id)) };
   return `${stableStringify(log)}\n`;
 }

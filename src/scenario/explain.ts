@@ -1,0 +1,381 @@
+/**
+ * The executable semantics table behind `dmalab explain`: for each profile,
+ * each DMA API call and direction, what the model does to the CPU caches,
+ * which bounce copies it makes, which attributes it honours and what the
+ * CPU (or user) mapping it hands out looks like.
+ *
+ * Nothing here is written by hand: every row runs its call on a fresh
+ * machine of the profile and reads the events the lower layers emit. Before
+ * a call the probe buffer's lines are made present and dirty through the
+ * kernel alias, so that each kind of maintenance leaves its own trace:
+ *
+ * | events seen on the buffer | operation |
+ * |---|---|
+ * | write-backs (reason clean), lines kept | clean (arm64 `dc cvac`) |
+ * | write-backs (reason flush), then lines dropped | flush: clean + invalidate (`dc civac`, PA-RISC `fdc`) |
+ * | lines dropped with their dirty bytes | invalidate (`dc ivac`, PA-RISC `pdc` "purge") |
+ */
+
+import { createMachine } from '../boot.js';
+import {
+  DMA_ATTR_REQUIRE_COHERENT,
+  DMA_ATTR_SKIP_CPU_SYNC,
+  DMA_ATTR_WRITE_COMBINE,
+  DMA_BIDIRECTIONAL,
+  DMA_FROM_DEVICE,
+  DMA_MAPPING_ERROR,
+  DMA_TO_DEVICE,
+  type DmaDataDirection,
+  dmaAllocAttrs,
+  dmaAllocCoherent,
+  dmaAllocNoncoherent,
+  dmaDirName,
+  dmaMapSingleAttrs,
+  dmaMmapAttrs,
+  dmaSyncSingleForCpu,
+  dmaSyncSingleForDevice,
+  dmaUnmapSingleAttrs,
+  formatDmaAttrs,
+} from '../dma/index.js';
+import {
+  __freePages,
+  addDevice,
+  allocPages,
+  cpuWrite,
+  type Device,
+  type DmaAddr,
+  DmalabError,
+  GFP_KERNEL,
+  type Machine,
+  type MachineEvent,
+  type MemAttr,
+  PAGE_SIZE,
+  PROFILE_NAMES,
+  pageToPhys,
+  physToVirt,
+  resolveProfile,
+} from '../machine/index.js';
+import {
+  kmalloc,
+  MAP_SHARED,
+  PROT_READ,
+  PROT_WRITE,
+  registerChrdev,
+  spawnProcess,
+  sysMmap,
+  sysOpen,
+  virtToPhys,
+} from '../mm/index.js';
+
+/** A cache maintenance operation as the events show it. */
+export type CacheOpName = 'clean' | 'flush' | 'invalidate';
+
+/** One operation on one range: the probe buffer itself, or its swiotlb bounce slot. */
+export interface CacheOp {
+  readonly op: CacheOpName;
+  readonly on: 'buffer' | 'slot';
+}
+
+/** A bounce copy: into the swiotlb slot (towards the device) or back out of it. */
+export type BounceCopy = 'to-slot' | 'from-slot';
+
+/** One row of the semantics table. */
+export interface SemanticsRow {
+  readonly profile: string;
+  /** The kernel function called. */
+  readonly call: string;
+  /** `DMA_TO_DEVICE`, … or null for calls without a direction. */
+  readonly dir: string | null;
+  /** The attributes passed (`formatDmaAttrs`), '' for none. */
+  readonly attrs: string;
+  /** Cache maintenance observed, in order. */
+  readonly cache: readonly CacheOp[];
+  /** Bounce copies observed, in order. */
+  readonly bounce: readonly BounceCopy[];
+  /** Attribute of the CPU view an allocation returns, or of the user mapping `dma_mmap_*` makes. */
+  readonly mapping: MemAttr | null;
+  /** What came back: the backend that mapped, `DMA_MAPPING_ERROR`, an errno, or the mmap strategy. */
+  readonly result: string;
+}
+
+/** The calls `explainSemantics` probes, in table order. */
+export const SEMANTICS_CALLS: readonly string[] = [
+  'dma_map_single',
+  'dma_sync_single_for_cpu',
+  'dma_sync_single_for_device',
+  'dma_unmap_single',
+  'dma_map_single_attrs',
+  'dma_unmap_single_attrs',
+  'dma_alloc_coherent',
+  'dma_alloc_attrs',
+  'dma_alloc_noncoherent',
+  'dma_mmap_coherent',
+  'dma_mmap_attrs',
+];
+
+export interface ExplainOptions {
+  /** Profiles to probe (default: every built-in profile). */
+  readonly profiles?: readonly string[];
+  /** Calls to probe, by kernel name (default: all of `SEMANTICS_CALLS`). */
+  readonly calls?: readonly string[];
+}
+
+const DIRS: readonly DmaDataDirection[] = [DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_BIDIRECTIONAL];
+const SIZE = PAGE_SIZE;
+const RAM = 64 * 1024 * 1024;
+
+/** Records the events of interest while `fn` runs. */
+function observe<T>(m: Machine, fn: () => T): { value: T; events: MachineEvent[] } {
+  const events: MachineEvent[] = [];
+  const offs = (
+    [
+      'cache-writeback',
+      'cache-invalidate',
+      'swiotlb-bounce',
+      'swiotlb-map',
+      'dma-map',
+      'dma-alloc',
+      'dma-mmap',
+    ] as const
+  ).map((t) => m.bus.on(t, (ev) => events.push({ ...ev } as MachineEvent)));
+  try {
+    return { value: fn(), events };
+  } finally {
+    for (const off of offs) off();
+  }
+}
+
+/**
+ * Names the maintenance in an event trace. Write-backs for capacity
+ * evictions are the cache's own business and are left out.
+ */
+function cacheOps(events: readonly MachineEvent[], buf: number, len: number): CacheOp[] {
+  const ops: CacheOp[] = [];
+  const where = (pa: number): 'buffer' | 'slot' => (pa >= buf && pa < buf + len ? 'buffer' : 'slot');
+  const push = (op: CacheOpName, on: 'buffer' | 'slot') => {
+    const last = ops[ops.length - 1];
+    if (last === undefined || last.op !== op || last.on !== on) ops.push({ op, on });
+  };
+  let flushed = false;
+  for (const ev of events) {
+    if (ev.type === 'cache-writeback') {
+      if (ev.reason === 'clean') push('clean', where(ev.pa));
+      else if (ev.reason === 'flush') flushed = true;
+    } else if (ev.type === 'cache-invalidate') {
+      push(ev.dirtyDiscarded > 0 || !flushed ? 'invalidate' : 'flush', where(ev.pa));
+      flushed = false;
+    }
+  }
+  return ops;
+}
+
+function bounces(events: readonly MachineEvent[]): BounceCopy[] {
+  const out: BounceCopy[] = [];
+  for (const ev of events) if (ev.type === 'swiotlb-bounce') out.push(ev.toDevice ? 'to-slot' : 'from-slot');
+  return out;
+}
+
+interface Probe {
+  m: Machine;
+  dev: Device;
+  /** Kernel address and physical address of a page-sized kmalloc buffer. */
+  va: number;
+  pa: number;
+}
+
+function probe(profile: string): Probe {
+  const m = createMachine({ profile, ramBytes: RAM, check: false });
+  const dev = addDevice(m, { name: 'probe' });
+  const va = kmalloc(m, SIZE, GFP_KERNEL);
+  if (va === null) throw new DmalabError('explain: the probe buffer could not be allocated');
+  return { m, dev, va, pa: virtToPhys(m, va) };
+}
+
+/** Dirties every line of the buffer through the kernel alias, as a driver filling it would. */
+function dirty(p: Probe): void {
+  cpuWrite(p.m, p.pa, p.va, 'cached', new Uint8Array(SIZE).fill(0x5a), 0, SIZE);
+}
+
+function row(
+  profile: string,
+  call: string,
+  dir: DmaDataDirection | null,
+  attrs: number,
+  events: readonly MachineEvent[],
+  p: { pa: number },
+  mapping: MemAttr | null,
+  result: string,
+): SemanticsRow {
+  return {
+    profile,
+    call,
+    dir: dir === null ? null : dmaDirName(dir),
+    attrs: formatDmaAttrs(attrs),
+    cache: cacheOps(events, p.pa, SIZE),
+    bounce: bounces(events),
+    mapping,
+    result,
+  };
+}
+
+function mapResult(events: readonly MachineEvent[], addr: number): string {
+  if (addr === DMA_MAPPING_ERROR) return 'DMA_MAPPING_ERROR';
+  const map = events.find((e) => e.type === 'dma-map');
+  const bounced = events.some((e) => e.type === 'swiotlb-map');
+  const backend = map?.type === 'dma-map' ? map.backend : 'unknown';
+  return bounced && backend !== 'swiotlb' ? `${backend} + swiotlb` : backend;
+}
+
+/** `dma_map_single_attrs` on a dirty buffer. */
+function probeMap(profile: string, call: string, dir: DmaDataDirection, attrs: number): SemanticsRow {
+  const p = probe(profile);
+  dirty(p);
+  const r = observe(p.m, () => dmaMapSingleAttrs(p.dev, p.va, SIZE, dir, attrs));
+  return row(profile, call, dir, attrs, r.events, p, null, mapResult(r.events, r.value));
+}
+
+/** A call made on a live mapping whose buffer the CPU has dirtied since. */
+function probeOnMapping(
+  profile: string,
+  call: string,
+  dir: DmaDataDirection,
+  attrs: number,
+  fn: (dev: Device, addr: DmaAddr) => void,
+): SemanticsRow {
+  const p = probe(profile);
+  const addr = dmaMapSingleAttrs(p.dev, p.va, SIZE, dir, 0);
+  dirty(p);
+  const r = observe(p.m, () => fn(p.dev, addr));
+  return row(
+    profile,
+    call,
+    dir,
+    attrs,
+    r.events,
+    p,
+    null,
+    addr === DMA_MAPPING_ERROR ? 'DMA_MAPPING_ERROR' : 'ok',
+  );
+}
+
+/**
+ * An allocation. The page it will get is first taken, dirtied and given
+ * back, so that maintenance on it (`arch_dma_prep_coherent`) is visible: the
+ * buddy allocator hands the most recently freed page out first.
+ */
+function probeAlloc(
+  profile: string,
+  call: string,
+  dir: DmaDataDirection | null,
+  attrs: number,
+  fn: (dev: Device) => { cpuAddr: number } | null,
+): SemanticsRow {
+  const m = createMachine({ profile, ramBytes: RAM, check: false });
+  const dev = addDevice(m, { name: 'probe' });
+  dirtyFreedPage(m);
+  const r = observe(m, () => fn(dev));
+  const alloc = r.events.find((e) => e.type === 'dma-alloc');
+  const mapping = alloc?.type === 'dma-alloc' && r.value !== null ? alloc.cpuAttr : null;
+  const pa = alloc?.type === 'dma-alloc' ? alloc.phys : -1;
+  return row(profile, call, dir, attrs, r.events, { pa }, mapping, r.value === null ? 'NULL' : 'ok');
+}
+
+/** Takes a page, dirties it through the kernel alias and frees it again. */
+function dirtyFreedPage(m: Machine): void {
+  const page = allocPages(m, GFP_KERNEL, 0);
+  if (page === null) throw new DmalabError('explain: no scratch page');
+  const pa = pageToPhys(page);
+  cpuWrite(m, pa, physToVirt(pa), 'cached', new Uint8Array(SIZE).fill(0xa5), 0, SIZE);
+  __freePages(m, page, 0);
+}
+
+/** `dma_mmap_attrs` of a coherent allocation into a process that then touches it. */
+function probeMmap(profile: string, call: string, attrs: number): SemanticsRow {
+  const m = createMachine({ profile, ramBytes: RAM, check: false });
+  const dev = addDevice(m, { name: 'probe' });
+  const buf = dmaAllocAttrs(dev, SIZE, GFP_KERNEL, attrs);
+  if (buf === null) return row(profile, call, null, attrs, [], { pa: -1 }, null, 'no coherent memory');
+  registerChrdev(m, '/dev/probe', {
+    mmap: (_file, vma) => dmaMmapAttrs(dev, vma, buf.cpuAddr, buf.dmaHandle, SIZE, attrs),
+  });
+  const proc = spawnProcess(m, 'probe');
+  const fd = sysOpen(proc, '/dev/probe');
+  const r = observe(m, () => sysMmap(proc, 0, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  const ev = r.events.find((e) => e.type === 'dma-mmap');
+  if (ev?.type !== 'dma-mmap')
+    return row(profile, call, null, attrs, r.events, { pa: -1 }, null, 'not called');
+  const result = ev.ret === 0 ? `ok (${ev.strategy})` : `${errnoName(ev.ret)} (${ev.strategy})`;
+  return row(profile, call, null, attrs, r.events, { pa: -1 }, ev.ret === 0 ? ev.attr : null, result);
+}
+
+function errnoName(ret: number): string {
+  const names: Record<number, string> = { [-6]: '-ENXIO', [-22]: '-EINVAL', [-12]: '-ENOMEM' };
+  return names[ret] ?? String(ret);
+}
+
+function probeCall(profile: string, call: string): SemanticsRow[] {
+  switch (call) {
+    case 'dma_map_single':
+      return DIRS.map((d) => probeMap(profile, call, d, 0));
+    case 'dma_map_single_attrs':
+      return [
+        ...DIRS.map((d) => probeMap(profile, call, d, DMA_ATTR_SKIP_CPU_SYNC)),
+        probeMap(profile, call, DMA_BIDIRECTIONAL, DMA_ATTR_REQUIRE_COHERENT),
+      ];
+    case 'dma_sync_single_for_cpu':
+      return DIRS.map((d) =>
+        probeOnMapping(profile, call, d, 0, (dev, a) => dmaSyncSingleForCpu(dev, a, SIZE, d)),
+      );
+    case 'dma_sync_single_for_device':
+      return DIRS.map((d) =>
+        probeOnMapping(profile, call, d, 0, (dev, a) => dmaSyncSingleForDevice(dev, a, SIZE, d)),
+      );
+    case 'dma_unmap_single':
+      return DIRS.map((d) =>
+        probeOnMapping(profile, call, d, 0, (dev, a) => dmaUnmapSingleAttrs(dev, a, SIZE, d, 0)),
+      );
+    case 'dma_unmap_single_attrs':
+      return DIRS.map((d) =>
+        probeOnMapping(profile, call, d, DMA_ATTR_SKIP_CPU_SYNC, (dev, a) =>
+          dmaUnmapSingleAttrs(dev, a, SIZE, d, DMA_ATTR_SKIP_CPU_SYNC),
+        ),
+      );
+    case 'dma_alloc_coherent':
+      return [probeAlloc(profile, call, null, 0, (dev) => dmaAllocCoherent(dev, SIZE, GFP_KERNEL))];
+    case 'dma_alloc_attrs':
+      return [
+        probeAlloc(profile, call, null, DMA_ATTR_WRITE_COMBINE, (dev) =>
+          dmaAllocAttrs(dev, SIZE, GFP_KERNEL, DMA_ATTR_WRITE_COMBINE),
+        ),
+      ];
+    case 'dma_alloc_noncoherent':
+      return DIRS.map((d) =>
+        probeAlloc(profile, call, d, 0, (dev) => dmaAllocNoncoherent(dev, SIZE, d, GFP_KERNEL)),
+      );
+    case 'dma_mmap_coherent':
+      return [probeMmap(profile, call, 0)];
+    case 'dma_mmap_attrs':
+      return [probeMmap(profile, call, DMA_ATTR_WRITE_COMBINE)];
+    default:
+      throw new DmalabError(`explain: unknown call '${call}' (known: ${SEMANTICS_CALLS.join(', ')})`, {
+        field: 'call',
+      });
+  }
+}
+
+/**
+ * Runs each probed call on a fresh machine of each profile and reports,
+ * from the events, the cache maintenance (`arch_sync_dma_for_device`,
+ * `arch_sync_dma_for_cpu`, `arch_dma_prep_coherent`), the swiotlb bounce
+ * copies (`swiotlb_bounce`), the attributes honoured and the mapping
+ * attribute given out (`dma_pgprot`). A dmalab extension: the kernel has
+ * no such table; its reference digest (§5a) is what the tests compare with.
+ */
+export function explainSemantics(opts: ExplainOptions = {}): SemanticsRow[] {
+  const profiles = opts.profiles ?? PROFILE_NAMES;
+  const calls = opts.calls ?? SEMANTICS_CALLS;
+  for (const p of profiles) resolveProfile(p);
+  const rows: SemanticsRow[] = [];
+  for (const profile of profiles) for (const call of calls) rows.push(...probeCall(profile, call));
+  return rows;
+}

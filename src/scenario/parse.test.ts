@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { DmalabError } from '../machine/index.js';
+import { parseScenario } from './parse.js';
+
+const GOOD = `name: tiny
+intent: a device writes a coherent buffer the kernel then reads
+profiles: [x86_64, parisc]
+expect:
+  parisc: clean
+devices:
+  - name: dev0
+buffers:
+  - { name: buf, kind: coherent, device: dev0, size: 4096 }
+agents:
+  - name: engine
+    kind: device
+    device: dev0
+    steps:
+      - deviceDmaWrite: { at: buf, length: 8, fill: 0x5a }
+final:
+  - { read: buf, length: 8, equals: 0x5a }
+`;
+
+/** The DmalabError a bad file raises, as its location and message. */
+function failure(text: string): { line?: number; column?: number; field?: string; message: string } {
+  try {
+    parseScenario('bad.yaml', text);
+  } catch (e) {
+    if (!(e instanceof DmalabError)) throw e;
+    const { line, column, field } = e.location;
+    return {
+      ...(line !== undefined ? { line } : {}),
+      ...(column !== undefined ? { column } : {}),
+      ...(field !== undefined ? { field } : {}),
+      message: e.message,
+    };
+  }
+  throw new Error('expected a DmalabError');
+}
+
+describe('parseScenario', () => {
+  it('reads a good file into a scenario', () => {
+    const s = parseScenario('tiny.yaml', GOOD);
+    expect(s).toMatchObject({
+      name: 'tiny',
+      profiles: ['x86_64', 'parisc'],
+      expect: { parisc: 'clean' },
+      source: 'tiny.yaml',
+      machine: {},
+    });
+    expect(s.body).toEqual({
+      kind: 'declarative',
+      devices: [{ name: 'dev0' }],
+      buffers: [{ name: 'buf', kind: 'coherent', device: 'dev0', size: 4096 }],
+      agents: [
+        {
+          name: 'engine',
+          kind: 'device',
+          device: 'dev0',
+          steps: [{ op: 'deviceDmaWrite', args: { at: 'buf', length: 8, fill: 0x5a }, line: 15 }],
+        },
+      ],
+      final: [{ read: 'buf', offset: 0, length: 8, equals: 0x5a, line: 17 }],
+    });
+  });
+
+  it('"profiles: all" is every built-in profile', () => {
+    const s = parseScenario('t.yaml', GOOD.replace('profiles: [x86_64, parisc]', 'profiles: all'));
+    expect(s.profiles).toHaveLength(6);
+  });
+
+  it('names file, line, column and field for bad YAML', () => {
+    const f = failure('name: x\nintent: [unclosed\n');
+    expect(f.message).toMatch(/^bad\.yaml:\d+:\d+: \(file\): not valid YAML: /);
+  });
+
+  it('names an unknown field at its key', () => {
+    expect(failure(GOOD.replace('  - name: dev0', '  - name: dev0\n    colour: red'))).toEqual({
+      line: 8,
+      column: 5,
+      field: 'devices[0].colour',
+      message: 'bad.yaml:8:5: devices[0].colour: unknown field',
+    });
+  });
+
+  it('names an unknown profile', () => {
+    const f = failure(GOOD.replace('[x86_64, parisc]', '[x86_64, sparc]'));
+    expect(f).toMatchObject({ line: 3, column: 20, field: 'profiles[1]' });
+    expect(f.message).toContain('got "sparc"');
+  });
+
+  it('names a wrong type, a missing field and a bad verdict', () => {
+    expect(failure(GOOD.replace('size: 4096', 'size: big'))).toMatchObject({
+      line: 9,
+      field: 'buffers[0].size',
+    });
+    expect(
+      failure(GOOD.replace('intent: a device writes a coherent buffer the kernel then reads\n', '')),
+    ).toMatchObject({
+      line: 1,
+      field: 'intent',
+    });
+    expect(failure(GOOD.replace('parisc: clean', 'parisc: fine'))).toMatchObject({
+      line: 5,
+      column: 11,
+      field: 'expect.parisc',
+    });
+  });
+
+  it('names an unknown step, a step the agent cannot take, and bad step arguments', () => {
+    expect(failure(GOOD.replace('deviceDmaWrite:', 'deviceDmaScribble:')).message).toMatch(
+      /^bad\.yaml:15:9: agents\[0\]\.steps\[0\]\.deviceDmaScribble: unknown step 'deviceDmaScribble'/,
+    );
+    expect(
+      failure(
+        GOOD.replace(
+          'deviceDmaWrite: { at: buf, length: 8, fill: 0x5a }',
+          'kernelRead: { buffer: buf, length: 8 }',
+        ),
+      ).message,
+    ).toContain("a device agent cannot take a 'kernelRead' step (kernel only)");
+    expect(failure(GOOD.replace('fill: 0x5a }', 'fill: 300 }'))).toMatchObject({
+      line: 15,
+      field: 'agents[0].steps[0].deviceDmaWrite.fill',
+    });
+  });
+
+  it('names references to things that do not exist', () => {
+    expect(failure(GOOD.replace('at: buf', 'at: nothing'))).toMatchObject({
+      field: 'agents[0].steps[0].deviceDmaWrite.at',
+      message: expect.stringContaining("no DMA mapping or buffer named 'nothing'"),
+    });
+    expect(failure(GOOD.replace('device: dev0\n    steps', 'device: dev9\n    steps'))).toMatchObject({
+      line: 13,
+      field: 'agents[0].device',
+    });
+    expect(failure(GOOD.replace('read: buf', 'read: elsewhere'))).toMatchObject({
+      line: 17,
+      field: 'final[0].read',
+    });
+  });
+
+  it('refuses an expectation on a profile the scenario does not run on', () => {
+    expect(failure(GOOD.replace('parisc: clean', 'arm64-coherent: clean'))).toMatchObject({
+      line: 5,
+      field: 'expect.arm64-coherent',
+    });
+  });
+});

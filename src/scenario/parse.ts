@@ -1,0 +1,264 @@
+/**
+ * Scenario files: YAML text → a validated `Scenario`. Every error is a
+ * `DmalabError` naming the file, line, column and field, so the command line
+ * can print it and exit 2 without a stack trace.
+ */
+
+import * as v from 'valibot';
+import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
+import { DmalabError, PROFILE_NAMES } from '../machine/index.js';
+import { SCENARIO_FILE, STEP_AGENTS, STEP_ARGS, STEP_OPS, type StepOp } from './schema.js';
+import type { AgentSpec, FinalCondition, Scenario, StepSpec } from './types.js';
+
+type Key = string | number;
+
+class Located {
+  constructor(
+    readonly file: string,
+    readonly doc: Document,
+    readonly lines: LineCounter,
+  ) {}
+
+  /** The YAML node at `path`, or the nearest ancestor that exists. */
+  private node(path: readonly Key[]): { node: Node | null; exact: boolean } {
+    for (let n = path.length; n >= 0; n--) {
+      const got = this.doc.getIn(path.slice(0, n), true) as Node | undefined;
+      if (got !== undefined && got !== null) return { node: got, exact: n === path.length };
+    }
+    return { node: null, exact: false };
+  }
+
+  /** The position of a map's key (a field) rather than its value, when there is one. */
+  private keyOffset(path: readonly Key[]): number | null {
+    if (path.length === 0) return null;
+    const parent = this.doc.getIn(path.slice(0, -1), true);
+    if (!isMap(parent)) return null;
+    const last = path[path.length - 1];
+    for (const item of parent.items) {
+      if (isPair(item) && isScalar(item.key) && item.key.value === last) return item.key.range?.[0] ?? null;
+    }
+    return null;
+  }
+
+  fail(path: readonly Key[], message: string, atKey = false): never {
+    const { node } = this.node(path);
+    const off = (atKey ? this.keyOffset(path) : null) ?? node?.range?.[0] ?? 0;
+    const pos = this.lines.linePos(off);
+    throw new DmalabError(message, {
+      file: this.file,
+      line: Math.max(1, pos.line),
+      column: Math.max(1, pos.col),
+      field: fieldName(path),
+    });
+  }
+
+  line(path: readonly Key[]): number {
+    const { node } = this.node(path);
+    return Math.max(1, this.lines.linePos(node?.range?.[0] ?? 0).line);
+  }
+}
+
+type Defined<T> = { [K in keyof T]: Exclude<T[K], undefined> };
+
+/** The object without its undefined fields (the schema's optional fields, under exactOptionalPropertyTypes). */
+function compact<T extends object>(o: T): Defined<T> {
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) if (x !== undefined) out[k] = x;
+  return out as Defined<T>;
+}
+
+function fieldName(path: readonly Key[]): string {
+  let out = '';
+  for (const k of path) out += typeof k === 'number' ? `[${k}]` : out === '' ? k : `.${k}`;
+  return out === '' ? '(file)' : out;
+}
+
+function issuePath(issue: v.BaseIssue<unknown>): Key[] {
+  return (issue.path ?? []).map((p) => p.key as Key);
+}
+
+function issueMessage(issue: v.BaseIssue<unknown>): string {
+  // valibot's default wording names the expectation ("Invalid type: Expected number but received "x""): keep it.
+  if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.expected === 'never') {
+    return 'unknown field';
+  }
+  if (issue.type === 'picklist' || issue.type === 'union') {
+    return `must be one of ${issue.expected ?? '?'}, got ${issue.received}`;
+  }
+  return issue.message;
+}
+
+/**
+ * A union's most specific sub-issue (the alternative that got furthest),
+ * with its path from the union's value; else the issue itself.
+ */
+function deepest(issue: v.BaseIssue<unknown>): { issue: v.BaseIssue<unknown>; path: Key[] } {
+  const here = issuePath(issue);
+  let best = { issue, path: here };
+  if (issue.type !== 'union' || issue.issues === undefined) return best;
+  for (const sub of issue.issues) {
+    const d = deepest(sub);
+    if (d.path.length > 0) {
+      const path = [...here, ...d.path];
+      if (path.length > best.path.length) best = { issue: d.issue, path };
+    }
+  }
+  return best;
+}
+
+function validate<T>(
+  at: Located,
+  base: readonly Key[],
+  schema: v.GenericSchema<unknown, T>,
+  value: unknown,
+): T {
+  const r = v.safeParse(schema, value);
+  if (r.success) return r.output;
+  const { issue, path: rel } = deepest(r.issues[0]);
+  const path = [...base, ...rel];
+  // An unknown field is reported at the key; a bad value at the value.
+  const unknownField =
+    issue.kind === 'schema' && issue.type === 'strict_object' && issue.expected === 'never';
+  at.fail(path, issueMessage(issue), unknownField);
+}
+
+/**
+ * Parses and validates a scenario file's text (`file` is only used in
+ * messages and as the scenario's `source`).
+ */
+export function parseScenario(file: string, text: string): Scenario {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const at = new Located(file, doc, lines);
+  const err = doc.errors[0];
+  if (err !== undefined) {
+    const pos = lines.linePos(err.pos[0]);
+    throw new DmalabError(`not valid YAML: ${err.message.split('\n')[0]}`, {
+      file,
+      line: Math.max(1, pos.line),
+      column: Math.max(1, pos.col),
+      field: '(file)',
+    });
+  }
+  if (!isMap(doc.contents)) at.fail([], 'a scenario file is a map of fields (name, intent, agents, …)');
+  const raw = doc.toJS() as unknown;
+  const f = validate(at, [], SCENARIO_FILE, raw);
+
+  const devices = new Set<string>();
+  f.devices.forEach((d, i) => {
+    if (devices.has(d.name)) at.fail(['devices', i, 'name'], `a device named '${d.name}' already exists`);
+    devices.add(d.name);
+  });
+  const buffers = new Set<string>();
+  f.buffers.forEach((b, i) => {
+    if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);
+    buffers.add(b.name);
+    if (b.kind !== 'kmalloc' && b.device === undefined) {
+      at.fail(['buffers', i], `a ${b.kind} buffer needs the device it is allocated for`);
+    }
+    if (b.device !== undefined && !devices.has(b.device)) {
+      at.fail(['buffers', i, 'device'], `no device named '${b.device}' in devices`);
+    }
+  });
+
+  // Names bound by steps (`as`), checked against their uses after every agent is read.
+  const mappings = new Set<string>();
+  const maps = new Set<string>();
+  const uses: { path: Key[]; kind: 'mapping' | 'map' | 'at'; name: string }[] = [];
+  const agentNames = new Set<string>();
+  const agents: AgentSpec[] = f.agents.map((a, ai) => {
+    if (agentNames.has(a.name)) at.fail(['agents', ai, 'name'], `an agent named '${a.name}' already exists`);
+    agentNames.add(a.name);
+    if (a.kind === 'device') {
+      if (a.device === undefined) at.fail(['agents', ai], 'a device agent needs the device it drives');
+      if (!devices.has(a.device!))
+        at.fail(['agents', ai, 'device'], `no device named '${a.device}' in devices`);
+    } else if (a.device !== undefined) {
+      at.fail(['agents', ai, 'device'], 'only a device agent names a device');
+    }
+    const steps: StepSpec[] = a.steps.map((s, si) => {
+      const op = Object.keys(s)[0]!;
+      const base: Key[] = ['agents', ai, 'steps', si, op];
+      if (!(STEP_OPS as string[]).includes(op)) {
+        at.fail(base, `unknown step '${op}' (known: ${STEP_OPS.join(', ')})`, true);
+      }
+      const known = op as StepOp;
+      if (!STEP_AGENTS[known].includes(a.kind)) {
+        at.fail(
+          base,
+          `a ${a.kind} agent cannot take a '${op}' step (${STEP_AGENTS[known].join(' or ')} only)`,
+          true,
+        );
+      }
+      const args = validate(at, base, STEP_ARGS[known] as v.GenericSchema, s[op]) as unknown;
+      const obj = (typeof args === 'object' && args !== null ? args : { value: args }) as Record<
+        string,
+        unknown
+      >;
+      if ('buffer' in obj && !buffers.has(obj.buffer as string)) {
+        at.fail([...base, 'buffer'], `no buffer named '${String(obj.buffer)}' in buffers`);
+      }
+      if ('device' in obj && !devices.has(obj.device as string)) {
+        at.fail([...base, 'device'], `no device named '${String(obj.device)}' in devices`);
+      }
+      if (known === 'dmaMapSingle') mappings.add(obj.as as string);
+      if (known === 'mmap') maps.add(obj.as as string);
+      if ('mapping' in obj)
+        uses.push({ path: [...base, 'mapping'], kind: 'mapping', name: obj.mapping as string });
+      if ('map' in obj) uses.push({ path: [...base, 'map'], kind: 'map', name: obj.map as string });
+      if ('at' in obj) uses.push({ path: [...base, 'at'], kind: 'at', name: obj.at as string });
+      return { op, args: obj, line: at.line(['agents', ai, 'steps', si]) };
+    });
+    return { name: a.name, kind: a.kind, ...(a.device !== undefined ? { device: a.device } : {}), steps };
+  });
+  for (const u of uses) {
+    const ok =
+      u.kind === 'mapping'
+        ? mappings.has(u.name)
+        : u.kind === 'map'
+          ? maps.has(u.name)
+          : mappings.has(u.name) || buffers.has(u.name);
+    if (!ok) {
+      const what =
+        u.kind === 'map'
+          ? 'user mapping (mmap … as)'
+          : u.kind === 'mapping'
+            ? 'DMA mapping'
+            : 'DMA mapping or buffer';
+      at.fail(u.path, `no ${what} named '${u.name}'`);
+    }
+  }
+  const final: FinalCondition[] = f.final.map((c, i) => {
+    if (!buffers.has(c.read) && !maps.has(c.read)) {
+      at.fail(['final', i, 'read'], `no buffer or user mapping named '${c.read}'`);
+    }
+    return {
+      read: c.read,
+      offset: c.offset ?? 0,
+      length: c.length,
+      equals: c.equals,
+      line: at.line(['final', i]),
+    };
+  });
+  for (const p of Object.keys(f.expect)) {
+    if (f.profiles !== 'all' && !f.profiles.includes(p)) {
+      at.fail(['expect', p], `expects a verdict on '${p}', which is not among the scenario's profiles`, true);
+    }
+  }
+  return {
+    name: f.name,
+    intent: f.intent,
+    ...(f.seed !== undefined ? { seed: f.seed } : {}),
+    profiles: f.profiles === 'all' ? PROFILE_NAMES.slice() : f.profiles,
+    expect: f.expect,
+    source: file,
+    machine: compact(f.machine),
+    body: {
+      kind: 'declarative',
+      devices: f.devices.map(compact),
+      buffers: f.buffers.map(compact),
+      agents,
+      final,
+    },
+  };
+}

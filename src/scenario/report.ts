@@ -1,0 +1,37 @@
+/**
+ * Scenario results as JSON: byte-identical across runs and hosts (sorted
+ * keys, no stacks, no paths beyond the scenario's source as given, only
+ * model time).
+ */
+
+import { findingData, stableStringify } from '../debug/index.js';
+import type { MatrixResult, ScenarioResult } from './types.js';
+
+function resultData(r: ScenarioResult): Record<string, unknown> {
+  return {
+    scenario: r.scenario,
+    profile: r.profile,
+    seed: r.seed,
+    verdict: r.verdict,
+    expected: r.expected,
+    matches: r.matches,
+    explanation: r.explanation,
+    bytes: r.bytes,
+    findings: r.findings.map((f) => findingData(f, false)),
+    timeline: r.timeline,
+    schedule: r.schedule,
+  };
+}
+
+/** Results of runs, or a matrix, as deterministic JSON text ending with a newline. */
+export function scenarioReportJson(results: readonly ScenarioResult[] | MatrixResult): string {
+  if ('rows' in results) {
+    const rows = results.rows.map((row) => ({
+      scenario: row.scenario,
+      divergence: row.divergence,
+      cells: row.cells.map(resultData),
+    }));
+    return `${stableStringify({ profiles: results.profiles, rows })}\n`;
+  }
+  return `${stableStringify({ results: results.map(resultData) })}\n`;
+}

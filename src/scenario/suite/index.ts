@@ -1,0 +1,42 @@
+/**
+ * The seed suite: the scenario files of scenarios/ (embedded) and the
+ * built-in TypeScript scenarios, in the catalogue's order
+ * (scenarios/README.md).
+ */
+
+import { DmalabError } from '../../machine/index.js';
+import { parseScenario } from '../parse.js';
+import type { Scenario } from '../types.js';
+import { SCENARIO_FILES } from './files.js';
+
+/** Catalogue order: seed thread first, then the order of scenarios/README.md. */
+export const CATALOGUE: readonly string[] = [
+  'sound-ring-mmap-remap',
+  'sound-ring-mmap-fault',
+  'sound-ring-mmap-congruent',
+  'sound-ring-mmap-coherence-index',
+  'sound-ring-mmap-refuse',
+];
+
+let cache: readonly Scenario[] | null = null;
+
+/** The seed suite and other built-in scenarios, in catalogue order. */
+export function builtinScenarios(): readonly Scenario[] {
+  if (cache !== null) return cache;
+  const byName = new Map<string, Scenario>();
+  for (const f of SCENARIO_FILES) {
+    const s = parseScenario(f.path, f.text);
+    byName.set(s.name, s);
+  }
+  const out = CATALOGUE.map((name) => {
+    const s = byName.get(name);
+    if (s === undefined) throw new DmalabError(`the catalogue names '${name}', which is not in the suite`);
+    return s;
+  });
+  if (out.length !== byName.size) {
+    const missing = [...byName.keys()].filter((n) => !CATALOGUE.includes(n));
+    throw new DmalabError(`scenarios missing from the catalogue: ${missing.join(', ')}`);
+  }
+  cache = out;
+  return out;
+}

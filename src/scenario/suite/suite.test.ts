@@ -1,0 +1,74 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { runMatrix, scenarioReportJson } from '../index.js';
+import { SCENARIO_FILES } from './files.js';
+import { builtinScenarios, CATALOGUE } from './index.js';
+
+const root = new URL('../../../', import.meta.url);
+
+/** Exact findings per profile, as code lists in the order raised: the seed suite's pinned behaviour. */
+const EXPECTED: Record<string, Record<string, string[]>> = {
+  'sound-ring-mmap-remap': { parisc: ['STALE_DATA', 'STALE_DATA', 'STALE_DATA'] },
+  'sound-ring-mmap-fault': { parisc: ['STALE_DATA', 'STALE_DATA', 'STALE_DATA'] },
+  'sound-ring-mmap-congruent': {},
+  'sound-ring-mmap-coherence-index': {},
+  'sound-ring-mmap-refuse': {},
+};
+
+describe('the seed suite', () => {
+  const suite = builtinScenarios();
+  const matrix = runMatrix(suite);
+
+  it('is the catalogue, in order, and every case is pinned here', () => {
+    expect(suite.map((s) => s.name)).toEqual(CATALOGUE);
+    expect(Object.keys(EXPECTED)).toEqual(CATALOGUE);
+  });
+
+  for (const row of matrix.rows) {
+    it(`${row.scenario}: exact findings and verdict per profile`, () => {
+      const want = EXPECTED[row.scenario]!;
+      for (const cell of row.cells) {
+        expect(
+          cell.findings.map((f) => f.code),
+          `${row.scenario} on ${cell.profile}`,
+        ).toEqual(want[cell.profile] ?? []);
+        expect(cell.matches, `${row.scenario} on ${cell.profile}: ${cell.bytes?.detail}`).toBe(true);
+      }
+    });
+  }
+
+  it('the parisc alias case shows the lost bytes and where the profiles part ways', () => {
+    const row = matrix.rows.find((r) => r.scenario === 'sound-ring-mmap-remap')!;
+    const parisc = row.cells.find((c) => c.profile === 'parisc')!;
+    expect(parisc.verdict).toBe('broken');
+    expect(parisc.bytes).toEqual({
+      ok: false,
+      detail:
+        'scenarios/sound-ring-mmap-remap.yaml:29: snd reads 64 at 0x11000 (ring): expected 0x11 × 64, got 0x00 at byte 0',
+    });
+    expect(parisc.explanation).toMatch(/^STALE_DATA: .*snd read 64 bytes at bus address 0x11000/);
+    expect(row.divergence).toEqual({ step: 9, call: 'device read by snd' });
+    const x86 = row.cells.find((c) => c.profile === 'x86_64')!;
+    expect(x86.bytes).toEqual({ ok: true, detail: '3 byte condition(s) hold' });
+    expect(x86.timeline.map((t) => `${t.agent}: ${t.op}`)).toContain('codec: signal played');
+  });
+
+  it('same scenario, same seed: byte-identical JSON across runs', () => {
+    const again = runMatrix(suite);
+    expect(scenarioReportJson(again)).toBe(scenarioReportJson(matrix));
+    expect(scenarioReportJson(matrix)).not.toMatch(/\/work\/|file:|stack/);
+  });
+
+  it('embeds scenarios/ exactly as the files are (run tools/embed-scenarios.ts after an edit)', () => {
+    const files = readdirSync(new URL('scenarios/', root))
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
+    expect(SCENARIO_FILES.map((f) => f.path)).toEqual(files.map((f) => `scenarios/${f}`));
+    for (const f of SCENARIO_FILES) expect(f.text, f.path).toBe(readFileSync(new URL(f.path, root), 'utf8'));
+  });
+
+  it('the catalogue README lists every case', () => {
+    const readme = readFileSync(new URL('scenarios/README.md', root), 'utf8');
+    for (const name of CATALOGUE) expect(readme, name).toContain(`\`${name}\``);
+  });
+});
