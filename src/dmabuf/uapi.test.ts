@@ -17,9 +17,9 @@ import {
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
-  type Process,
   PROT_READ,
   PROT_WRITE,
+  type Process,
   spawnProcess,
   sysIoctl,
   sysMmap,
@@ -130,7 +130,10 @@ describe('user mmap of a system-heap buffer, with and without DMA_BUF_IOCTL_SYNC
   const stale = { displayRead: [0, 0, 0, 0], cpuRead: [0, 0, 0, 0] };
 
   it('with brackets: the bytes arrive and nothing is reported, except on PA-RISC’s VIPT caches', () => {
-    const rows = PROFILE_NAMES.map((profile) => ({ profile, ...userMmapRun(createMachine({ profile }), true) }));
+    const rows = PROFILE_NAMES.map((profile) => ({
+      profile,
+      ...userMmapRun(createMachine({ profile }), true),
+    }));
     // On PA-RISC the heap's syncs clean and invalidate the kernel alias only; the user mapping (coloured
     // by file offset, not congruent with it) keeps its own lines, so the kernel's heap loses bytes there.
     expect(rows).toEqual([
@@ -144,7 +147,10 @@ describe('user mmap of a system-heap buffer, with and without DMA_BUF_IOCTL_SYNC
   });
 
   it('without brackets: an ownership finding everywhere; stale bytes where caches or bounce buffers are in the way', () => {
-    const rows = PROFILE_NAMES.map((profile) => ({ profile, ...userMmapRun(createMachine({ profile }), false) }));
+    const rows = PROFILE_NAMES.map((profile) => ({
+      profile,
+      ...userMmapRun(createMachine({ profile }), false),
+    }));
     expect(rows).toEqual([
       { profile: 'x86_64', ...good, codes: ['OWNERSHIP'] },
       { profile: 'arm64-coherent', ...good, codes: ['OWNERSHIP'] },
