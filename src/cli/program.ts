@@ -8,9 +8,18 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import { stableStringify, textTable } from '../debug/index.js';
 import { DmalabError, PROFILE_NAMES, PROFILES } from '../machine/index.js';
+import {
+  builtinScenarios,
+  runMatrix,
+  runScenario,
+  type ScenarioResult,
+  scenarioReportJson,
+} from '../scenario/index.js';
 import { renderDemo } from './demo.js';
 import { renderExplain } from './explain.js';
-import { type Io, wantsColour } from './io.js';
+import { type Io, progress, wantsColour } from './io.js';
+import { matrixResults, renderMatrixReport, renderResultsSarif, renderRuns, replayLines } from './report.js';
+import { loadScenarios } from './scenarios.js';
 
 /** Exit codes. */
 export const EXIT_OK = 0;
@@ -77,8 +86,88 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
     });
 
   program
+    .command('run')
+    .description(
+      'run scenarios (files, or built-in ones by name) on their profiles and show verdicts, findings and ' +
+        'the final condition on bytes; exit 1 when a result is not the one the scenario declares',
+    )
+    .argument('<scenario...>', 'a scenario file, or a built-in scenario name (builtin:NAME or NAME)')
+    .addOption(profileOption().default([] as string[], "the scenario's own"))
+    .option('-s, --seed <n>', 'scheduler and machine seed', seedArg, 0)
+    .option('--json', 'machine-readable output (deterministic)')
+    .option('--sarif <file>', 'also write the findings as SARIF 2.1.0 to this file')
+    .option('--timeline', 'print the steps each agent took')
+    .option('--stacks', 'print the caller stack of each finding')
+    .addHelpText(
+      'after',
+      examples(
+        'dmalab run scenarios/sound-ring-mmap-remap.yaml',
+        'dmalab run my-case.yaml --profile parisc --seed 3 --timeline',
+        'dmalab run sound-ring-mmap-fault --json',
+        'dmalab run my-case.yaml --sarif findings.sarif',
+      ),
+    )
+    .action((targets, opts) => {
+      const scenarios = loadScenarios(io, targets);
+      const results: ScenarioResult[] = [];
+      for (const s of scenarios) {
+        const profiles = opts.profile.length > 0 ? chosenProfiles(opts.profile) : s.profiles;
+        for (const profile of profiles) results.push(runScenario(s, { profile, seed: opts.seed }));
+      }
+      if (opts.sarif !== undefined) io.writeText(opts.sarif, renderResultsSarif(results));
+      const format = {
+        color: wantsColour(io, 'stdout'),
+        stacks: opts.stacks === true,
+        timeline: opts.timeline === true,
+      };
+      io.out(opts.json === true ? scenarioReportJson(results) : renderRuns(results, format));
+      io.err(replayLines(scenarios, results));
+      code.value = results.every((r) => r.matches) ? EXIT_OK : EXIT_DIFFERS;
+    });
+
+  program
+    .command('matrix')
+    .description(
+      'run every scenario on every profile and print verdicts as a table, marked against each ' +
+        "scenario's declared expectation, with the first operation whose observed bytes diverge; " +
+        'with no argument, the built-in seed suite',
+    )
+    .argument('[scenario...]', 'scenario files, directories of *.yaml files, or built-in names')
+    .addOption(profileOption().default([] as string[], "each scenario's own"))
+    .option('-s, --seed <n>', 'scheduler and machine seed', seedArg, 0)
+    .option('--json', 'machine-readable output (deterministic)')
+    .option('--sarif <file>', 'also write the findings as SARIF 2.1.0 to this file')
+    .addHelpText(
+      'after',
+      examples(
+        'dmalab matrix',
+        'dmalab matrix scenarios/',
+        'dmalab matrix a.yaml b.yaml -p x86_64 -p parisc --json',
+      ),
+    )
+    .action((targets, opts) => {
+      const scenarios = targets.length === 0 ? [...builtinScenarios()] : loadScenarios(io, targets);
+      const bar = progress(io);
+      let mx: ReturnType<typeof runMatrix>;
+      try {
+        mx = runMatrix(scenarios, {
+          ...(opts.profile.length > 0 ? { profiles: chosenProfiles(opts.profile) } : {}),
+          seed: opts.seed,
+          onProgress: bar.onProgress,
+        });
+      } finally {
+        bar.stop();
+      }
+      const results = matrixResults(mx);
+      if (opts.sarif !== undefined) io.writeText(opts.sarif, renderResultsSarif(results));
+      io.out(opts.json === true ? scenarioReportJson(mx) : renderMatrixReport(mx, wantsColour(io, 'stdout')));
+      io.err(replayLines(scenarios, results));
+      code.value = results.every((r) => r.matches) ? EXIT_OK : EXIT_DIFFERS;
+    });
+
+  program
     .command('list')
-    .description('list the built-in profiles')
+    .description('list the built-in scenarios and profiles')
     .option('--json', 'machine-readable output')
     .addHelpText('after', examples('dmalab list', 'dmalab list --json'))
     .action((opts) => {
@@ -116,8 +205,27 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
 
 function renderList(json: boolean, color: boolean): string {
   const profiles = PROFILE_NAMES.map((name) => ({ name, description: PROFILES[name]!.description }));
-  if (json) return `${stableStringify({ profiles })}\n`;
+  const scenarios = builtinScenarios().map((s) => ({
+    name: s.name,
+    seed: s.seed ?? null,
+    intent: s.intent,
+    profiles: s.profiles,
+    expect: s.expect,
+  }));
+  if (json) return `${stableStringify({ profiles, scenarios })}\n`;
+  const notClean = (s: (typeof scenarios)[number]) =>
+    Object.entries(s.expect)
+      .filter(([, v]) => v !== 'clean')
+      .map(([p, v]) => `${p}: ${v}`)
+      .join(', ') || 'clean everywhere';
   const lines = [
+    'scenarios (the seed suite; dmalab matrix runs them all):',
+    ...textTable(
+      ['name', 'seed', 'expects', 'intent'],
+      scenarios.map((s) => [s.name, s.seed ?? '', notClean(s), s.intent]),
+      color,
+    ).map((l) => `  ${l}`),
+    '',
     'profiles:',
     ...textTable(
       ['name', 'description'],

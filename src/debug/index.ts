@@ -19,4 +19,4 @@ export {
 export { registerInternalAgent } from './oracle.js';
 export { findingData, type JsonOptions, renderFindingsJson, stableStringify } from './render/json.js';
 export { renderFindingsSarif, renderSarifRuns } from './render/sarif.js';
-export { renderFindingsText, type TextOptions } from './render/text.js';
+export { renderFindingsText, type TextOptions, verdictText } from './render/text.js';

@@ -3,10 +3,13 @@
  * processes. The exporter wraps its memory with `dmaBufExport` and a
  * `DmaBufOps` table; importers attach their devices and map the buffer;
  * user space gets an fd it can mmap and bracket with DMA_BUF_IOCTL_SYNC;
- * heaps are ready exporters behind /dev/dma_heap.
+ * heaps are ready exporters behind /dev/dma_heap. Fences and reservation
+ * objects (dma-fence.c, dma-fence-array.c, dma-fence-unwrap.c, dma-resv.c),
+ * device work gated on fences (drm_sched-like) and sync_file live here too.
  */
 
 import type { Machine } from '../machine/index.js';
+import { initFence } from './fence-state.js';
 import { registerDmaHeaps } from './heaps/heaps.js';
 import { initDmaBuf } from './state.js';
 
@@ -43,6 +46,55 @@ export {
   dmaBufSetBacking,
   getDmaBuf,
 } from './dma-buf.js';
+// ---- fences, reservation objects, gated jobs (helper fence) ----
+export {
+  type DmaFenceFunc,
+  type DmaFenceOps,
+  dmaFenceAddCallback,
+  dmaFenceContextAlloc,
+  dmaFenceEnableSwSignaling,
+  dmaFenceGet,
+  dmaFenceGetStatus,
+  dmaFenceGetStub,
+  dmaFenceInit,
+  dmaFenceInit64,
+  dmaFenceIsLater,
+  dmaFenceIsLaterOrSame,
+  dmaFenceIsSignaled,
+  dmaFencePut,
+  dmaFenceRemoveCallback,
+  dmaFenceSetError,
+  dmaFenceSignal,
+  dmaFenceSignalTimestamp,
+  dmaFenceWait,
+  dmaFenceWaitTimeout,
+  HUNG_TASK,
+  MAX_SCHEDULE_TIMEOUT,
+  registerDmaFenceFunc,
+} from './fence.js';
+export {
+  dmaFenceArrayCreate,
+  dmaFenceIsContainer,
+  dmaFenceUnwrapForEach,
+  dmaFenceUnwrapMerge,
+} from './fence-array.js';
+export {
+  DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT,
+  DMA_FENCE_FLAG_SEQNO64_BIT,
+  DMA_FENCE_FLAG_SIGNALED_BIT,
+  DMA_FENCE_FLAG_TIMESTAMP_BIT,
+  DMA_FENCE_FLAG_USER_BITS,
+  DmaFence,
+  DmaResv,
+  EALREADY,
+  EDEADLK,
+  ERESTARTSYS,
+  ETIME,
+  fenceHandle,
+  initFence,
+  MAX_ERRNO,
+  resvHandle,
+} from './fence-state.js';
 export {
   CMA_HEAP,
   DMA_HEAP_IOCTL_ALLOC,
@@ -51,6 +103,8 @@ export {
   dmaHeapBufferAlloc,
   dmaHeapNames,
 } from './heaps/heaps.js';
+export * from './resv.js';
+export * from './sched.js';
 export { DmaBuf, DmaBufAttachment, type DmaBufAttachOps, type DmaBufOps, type IosysMap } from './state.js';
 export {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
@@ -70,10 +124,11 @@ export {
 } from './uapi.js';
 
 /**
- * The dma-buf layer's boot: its state, then the heaps' device files.
+ * The dma-buf layer's boot: its state (fences first), then the heaps' device files.
  * Boot work is not a step of the run.
  */
 export function initDmaBufLayer(m: Machine): void {
+  initFence(m);
   initDmaBuf(m);
   const step = m.clock.step;
   registerDmaHeaps(m);

@@ -45,6 +45,8 @@ export interface EngineState {
   nextId: number;
   /** Per device id: when its last queued job completes. */
   busyUntil: number[];
+  /** The job whose data is moving or whose completion handler runs, 0 between jobs. */
+  running: number;
 }
 
 export type JobHandler = (m: Machine, job: DeviceJob, arg: unknown) => void;
@@ -59,7 +61,7 @@ export function registerJobHandler(name: string, fn: JobHandler): void {
 }
 
 export function initEngine(m: Machine): void {
-  m.hw.engine = { jobs: [], nextId: 1, busyUntil: [] };
+  m.hw.engine = { jobs: [], nextId: 1, busyUntil: [], running: 0 };
 }
 
 /**
@@ -118,8 +120,20 @@ function nextDue(m: Machine): DeviceJob | undefined {
 
 function runJob(m: Machine, job: DeviceJob): void {
   const dev = m.devices[job.device]!;
+  const e = m.hw.engine;
+  e.running = job.id;
+  try {
+    runJobBody(m, dev, job);
+  } finally {
+    e.running = 0;
+  }
+}
+
+/** Moves a job's data, marks it done and runs its completion handler. */
+function runJobBody(m: Machine, dev: Device, job: DeviceJob): void {
   const spec = job.spec;
   let ok = true;
+  if (m.bus.wants['job-start']) m.bus.emit({ type: 'job-start', device: dev.name, job: job.id });
   switch (spec.kind) {
     case 'dma-write':
       ok = deviceDmaAccess(dev, spec.bus, spec.data.length, true, spec.data).status === 'ok';
@@ -176,6 +190,16 @@ function setTime(m: Machine, t: number): void {
   const from = m.clock.time;
   m.clock.time = t;
   if (m.bus.wants.time) m.bus.emit({ type: 'time', from, to: t });
+}
+
+/**
+ * The job being run right now — its data moving or its completion handler
+ * running — or undefined between jobs. A fence signalled from a completion
+ * handler is signalled by that job's device.
+ */
+export function runningJob(m: Machine): DeviceJob | undefined {
+  const id = m.hw.engine.running;
+  return id === 0 ? undefined : deviceJob(m, id);
 }
 
 /** Pending jobs (not yet completed). */

@@ -21,6 +21,7 @@
  * | iommu-fault | machine/iommu | translation failed for a device access |
  * | page-alloc / page-free | machine/pagealloc | a block of frames handed out or returned |
  * | job-submit / job-complete | machine/engine | device engine work queued and finished |
+ * | job-start | machine/engine | a job's data starts to move (its device accesses follow) |
  * | time | machine/engine | model time moved |
  * | finding | machine/findings | a finding was recorded |
  * | swiotlb-map / swiotlb-unmap | dma/swiotlb | a bounce slot run taken for an original, or released |
@@ -38,6 +39,12 @@
  * | kmem-alloc / kmem-free | mm | kmalloc, vmalloc, vmap, ioremap and stack buffers handed out and returned |
  * | process | mm | a process spawned or exited |
  * | driver-bind / driver-unbind | mm | the driver core bound a driver to a device (probe) or unbound it |
+ * | fence-init | dmabuf/fence | a dma_fence initialised (containers list their components) |
+ * | fence-signal | dmabuf/fence | a dma_fence signalled, by a CPU agent or a device's job |
+ * | fence-wait | dmabuf/fence | an agent waited on or tested a fence, and whether it saw it signalled |
+ * | fence-callback | dmabuf/fence | a callback registered on a fence ran |
+ * | resv-add | dmabuf/resv | a fence added to a reservation object with a usage class |
+ * | sched-push / sched-run | dmabuf/sched | a fence-gated device job queued by an agent / handed to the engine |
  * | dmabuf-export / dmabuf-release | dmabuf | a dma-buf created (with the physical pieces backing it) / freed at its last reference |
  * | dmabuf-backing | dmabuf | the exporter moved the buffer: its new physical pieces |
  * | dmabuf-attach / dmabuf-detach | dmabuf | an importing device attached (static or dynamic) / detached |
@@ -171,6 +178,12 @@ export interface JobCompleteEvent extends EventBase {
   job: number;
   kind: string;
   ok: boolean;
+}
+
+export interface JobStartEvent extends EventBase {
+  type: 'job-start';
+  device: string;
+  job: number;
 }
 
 export interface TimeEvent extends EventBase {
@@ -515,6 +528,78 @@ export interface DmaMmapEvent extends EventBase {
   ret: number;
 }
 
+// --- fence layer (src/dmabuf: fence.ts, resv.ts, sched.ts) ---
+
+export interface FenceInitEvent extends EventBase {
+  type: 'fence-init';
+  fence: number;
+  context: number;
+  seqno: number;
+  driver: string;
+  timeline: string;
+  /** A container's component fence ids (dma_fence_array), else null. */
+  components: readonly number[] | null;
+}
+
+export interface FenceSignalEvent extends EventBase {
+  type: 'fence-signal';
+  fence: number;
+  context: number;
+  seqno: number;
+  /** The fence's error (0 for success). */
+  error: number;
+  /** Who signalled: the device whose engine job is running, else the CPU agent. */
+  agent: string;
+  /** True when a device's job signalled it (`agent` is then a device name). */
+  byDevice: boolean;
+}
+
+export interface FenceWaitEvent extends EventBase {
+  type: 'fence-wait';
+  fence: number;
+  /** The CPU agent that waited or tested. */
+  agent: string;
+  /** True when the agent saw the fence signalled (the happens-before edge). */
+  signaled: boolean;
+}
+
+export interface FenceCallbackEvent extends EventBase {
+  type: 'fence-callback';
+  fence: number;
+  /** The registered function's name. */
+  func: string;
+}
+
+export interface ResvAddEvent extends EventBase {
+  type: 'resv-add';
+  resv: number;
+  fence: number;
+  /** `DMA_RESV_USAGE_*`. */
+  usage: number;
+  /** The fence it replaced in its slot, else -1. */
+  replaced: number;
+}
+
+export interface SchedPushEvent extends EventBase {
+  type: 'sched-push';
+  job: number;
+  device: string;
+  /** The agent that pushed the job; its program order up to here precedes the job. */
+  agent: string;
+  /** Fences the job waits for. */
+  deps: readonly number[];
+  /** The job's finished fence. */
+  finished: number;
+}
+
+export interface SchedRunEvent extends EventBase {
+  type: 'sched-run';
+  job: number;
+  device: string;
+  /** The engine job it became. */
+  engineJob: number;
+}
+
 // ---- dma-buf (src/dmabuf) ----
 
 /**
@@ -663,6 +748,7 @@ export type MachineEvent =
   | PageFreeEvent
   | JobSubmitEvent
   | JobCompleteEvent
+  | JobStartEvent
   | TimeEvent
   | FindingEvent
   | SwiotlbMapEvent
@@ -691,6 +777,13 @@ export type MachineEvent =
   | ProcessEvent
   | DriverBindEvent
   | DriverUnbindEvent
+  | FenceInitEvent
+  | FenceSignalEvent
+  | FenceWaitEvent
+  | FenceCallbackEvent
+  | ResvAddEvent
+  | SchedPushEvent
+  | SchedRunEvent
   // dma-buf
   | DmaBufExportEvent
   | DmaBufBackingEvent
@@ -724,6 +817,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'page-free',
   'job-submit',
   'job-complete',
+  'job-start',
   'time',
   'finding',
   'swiotlb-map',
@@ -752,6 +846,14 @@ export const EVENT_TYPES: readonly EventType[] = [
   'process',
   'driver-bind',
   'driver-unbind',
+  // fence layer
+  'fence-init',
+  'fence-signal',
+  'fence-wait',
+  'fence-callback',
+  'resv-add',
+  'sched-push',
+  'sched-run',
   // dma-buf
   'dmabuf-export',
   'dmabuf-backing',

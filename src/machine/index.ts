@@ -43,6 +43,7 @@ export {
   type JobSpec,
   pendingJobs,
   registerJobHandler,
+  runningJob,
   runUntil,
   submitDeviceJob,
 } from './engine.js';
