@@ -19,10 +19,10 @@ describe.concurrent('dmalab (built command, spawned)', () => {
     const lines = r.stdout.split('\n');
     expect(lines[0]).toMatch(/^arm64-noncoherent: /);
     expect(lines.find((l) => l.includes('DMA_FROM_DEVICE'))).toMatch(
-      /^dma_sync_single_for_cpu +DMA_FROM_DEVICE +invalidate +— +ok$/,
+      /^dma_sync_single_for_cpu +DMA_FROM_DEVICE +4096 +invalidate +— +ok$/,
     );
     expect(lines.find((l) => l.includes('DMA_TO_DEVICE'))).toMatch(
-      /^dma_sync_single_for_cpu +DMA_TO_DEVICE +— +— +ok$/,
+      /^dma_sync_single_for_cpu +DMA_TO_DEVICE +4096 +— +— +ok$/,
     );
   });
 
@@ -31,10 +31,13 @@ describe.concurrent('dmalab (built command, spawned)', () => {
     expect(r.code).toBe(0);
     const rows = explainSemantics({ profiles: ['swiotlb-force'], calls: ['dma_unmap_single'] });
     expect(r.stdout).toBe(`${stableStringify(rows)}\n`);
-    expect(rows.map((x) => [x.dir, x.bounce])).toEqual([
-      ['DMA_TO_DEVICE', []],
-      ['DMA_FROM_DEVICE', ['from-slot']],
-      ['DMA_BIDIRECTIONAL', ['from-slot']],
+    expect(rows.map((x) => [x.dir, x.size, x.bounce])).toEqual([
+      ['DMA_TO_DEVICE', 4096, []],
+      ['DMA_FROM_DEVICE', 4096, ['from-slot']],
+      ['DMA_BIDIRECTIONAL', 4096, ['from-slot']],
+      ['DMA_TO_DEVICE', 64, []],
+      ['DMA_FROM_DEVICE', 64, ['from-slot']],
+      ['DMA_BIDIRECTIONAL', 64, ['from-slot']],
     ]);
   });
 

@@ -12,7 +12,9 @@ const LEGEND = [
   'cache: clean = dirty lines written back, kept (arm64 dc cvac);',
   '       flush = written back and dropped (arm64 dc civac, PA-RISC fdc);',
   '       invalidate = dropped, dirty bytes discarded (arm64 dc ivac, PA-RISC pdc "purge").',
-  'bounce: to-slot / from-slot = swiotlb copies between the buffer and its bounce slot.',
+  'bounce: to-slot / from-slot = swiotlb copies between the buffer and its bounce slot;',
+  '        (slot) = maintenance done on the bounce slot instead of the buffer.',
+  'bytes: 4096 = a page-sized kmalloc buffer; 64 = a small one, which may share a cache line.',
   'mapping: the attribute of the CPU view an allocation returns, or of the user mapping dma_mmap_* makes.',
   'Every row is measured: the call runs on a fresh machine and the events it emits are read.',
 ];
@@ -40,16 +42,17 @@ function summary(r: SemanticsRow): string {
 }
 
 function rowKey(r: SemanticsRow): string {
-  return `${r.call}\u0000${r.dir ?? ''}\u0000${r.attrs}`;
+  return `${r.call}\u0000${r.dir ?? ''}\u0000${r.attrs}\u0000${r.size}`;
 }
 
 function detailed(profile: string, rows: readonly SemanticsRow[], color: boolean): string[] {
   const p = PROFILES[profile];
-  const head = ['call', 'dir', 'attrs', 'cache', 'bounce', 'mapping', 'result'];
+  const head = ['call', 'dir', 'attrs', 'bytes', 'cache', 'bounce', 'mapping', 'result'];
   const body = rows.map((r) => [
     r.call,
     r.dir ?? '',
     r.attrs,
+    String(r.size),
     cacheText(r) || '—',
     r.bounce.join(', ') || '—',
     r.mapping ?? '',
@@ -72,11 +75,11 @@ function sideBySide(profiles: readonly string[], rows: readonly SemanticsRow[], 
     m.set(r.profile, r);
   }
   const body = keys.map((k) => {
-    const [call, dir, attrs] = k.split('\u0000') as [string, string, string];
+    const [call, dir, attrs, size] = k.split('\u0000') as [string, string, string, string];
     const cells = byKey.get(k)!;
-    return [call, dir, attrs, ...profiles.map((p) => summary(cells.get(p)!))];
+    return [call, dir, attrs, size, ...profiles.map((p) => summary(cells.get(p)!))];
   });
-  return textTable(['call', 'dir', 'attrs', ...profiles], body, color);
+  return textTable(['call', 'dir', 'attrs', 'bytes', ...profiles], body, color);
 }
 
 /** Renders `explain`'s output: text (with a legend) or deterministic JSON. */

@@ -38,7 +38,7 @@ const DIRS = ['DMA_TO_DEVICE', 'DMA_FROM_DEVICE', 'DMA_BIDIRECTIONAL'];
 /** The model's six cells for a profile, read from `explain` rows of the given calls. */
 function modelRow(rows: readonly SemanticsRow[], forDevice: string, forCpu: string): string[] {
   const cell = (call: string, dir: string) => {
-    const r = rows.find((x) => x.call === call && x.dir === dir);
+    const r = rows.find((x) => x.call === call && x.dir === dir && x.size === 4096);
     if (r === undefined) throw new Error(`no row ${call} ${dir}`);
     return r.cache.map((c) => c.op).join('+');
   };
@@ -85,9 +85,10 @@ describe('explainSemantics: bounces, attributes, mappings', () => {
       'dma_mmap_coherent',
     ],
   });
-  const find = (profile: string, call: string, dir: string | null, attrs = '') => {
+  const find = (profile: string, call: string, dir: string | null, attrs = '', size = 4096) => {
     const r = rows.find(
-      (x) => x.profile === profile && x.call === call && x.dir === dir && x.attrs === attrs,
+      (x) =>
+        x.profile === profile && x.call === call && x.dir === dir && x.attrs === attrs && x.size === size,
     );
     if (r === undefined) throw new Error(`no row ${profile} ${call} ${dir} ${attrs}`);
     return r;
@@ -99,6 +100,24 @@ describe('explainSemantics: bounces, attributes, mappings', () => {
     expect(find('swiotlb-force', 'dma_unmap_single', 'DMA_TO_DEVICE').bounce).toEqual([]);
     expect(find('swiotlb-force', 'dma_unmap_single', 'DMA_FROM_DEVICE').bounce).toEqual(['from-slot']);
     expect(find('swiotlb-force', 'dma_unmap_single', 'DMA_BIDIRECTIONAL').bounce).toEqual(['from-slot']);
+  });
+
+  it('arm64 bounces a small kmalloc buffer for a non-coherent device, except towards the device', () => {
+    expect(find('arm64-noncoherent', 'dma_map_single', 'DMA_TO_DEVICE', '', 64)).toMatchObject({
+      cache: [{ op: 'clean', on: 'buffer' }],
+      bounce: [],
+      result: 'dma-direct',
+    });
+    expect(find('arm64-noncoherent', 'dma_map_single', 'DMA_FROM_DEVICE', '', 64)).toMatchObject({
+      cache: [{ op: 'clean', on: 'slot' }],
+      bounce: ['to-slot'],
+      result: 'dma-direct + swiotlb',
+    });
+    expect(find('arm64-noncoherent', 'dma_unmap_single', 'DMA_FROM_DEVICE', '', 64)).toMatchObject({
+      cache: [{ op: 'invalidate', on: 'slot' }],
+      bounce: ['from-slot'],
+    });
+    expect(find('parisc-pcxl', 'dma_map_single', 'DMA_FROM_DEVICE', '', 64).bounce).toEqual([]);
   });
 
   it('DMA_ATTR_SKIP_CPU_SYNC skips the maintenance; DMA_ATTR_REQUIRE_COHERENT fails where coherence is missing', () => {

@@ -88,6 +88,8 @@ export interface SemanticsRow {
   readonly dir: string | null;
   /** The attributes passed (`formatDmaAttrs`), '' for none. */
   readonly attrs: string;
+  /** Bytes mapped or allocated: a page-sized kmalloc buffer, or a small one (bounced on arm64 ≥ 6.5). */
+  readonly size: number;
   /** Cache maintenance observed, in order. */
   readonly cache: readonly CacheOp[];
   /** Bounce copies observed, in order. */
@@ -122,6 +124,8 @@ export interface ExplainOptions {
 
 const DIRS: readonly DmaDataDirection[] = [DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_BIDIRECTIONAL];
 const SIZE = PAGE_SIZE;
+/** A kmalloc size whose slab may share a cache line with a neighbour (`dma_kmalloc_needs_bounce`). */
+const SMALL = 64;
 const RAM = 64 * 1024 * 1024;
 
 /** Records the events of interest while `fn` runs. */
@@ -178,22 +182,23 @@ function bounces(events: readonly MachineEvent[]): BounceCopy[] {
 interface Probe {
   m: Machine;
   dev: Device;
-  /** Kernel address and physical address of a page-sized kmalloc buffer. */
+  /** Kernel address, physical address and size of a kmalloc buffer. */
   va: number;
   pa: number;
+  size: number;
 }
 
-function probe(profile: string): Probe {
+function probe(profile: string, size: number): Probe {
   const m = createMachine({ profile, ramBytes: RAM, check: false });
   const dev = addDevice(m, { name: 'probe' });
-  const va = kmalloc(m, SIZE, GFP_KERNEL);
+  const va = kmalloc(m, size, GFP_KERNEL);
   if (va === null) throw new DmalabError('explain: the probe buffer could not be allocated');
-  return { m, dev, va, pa: virtToPhys(m, va) };
+  return { m, dev, va, pa: virtToPhys(m, va), size };
 }
 
 /** Dirties every line of the buffer through the kernel alias, as a driver filling it would. */
 function dirty(p: Probe): void {
-  cpuWrite(p.m, p.pa, p.va, 'cached', new Uint8Array(SIZE).fill(0x5a), 0, SIZE);
+  cpuWrite(p.m, p.pa, p.va, 'cached', new Uint8Array(p.size).fill(0x5a), 0, p.size);
 }
 
 function row(
@@ -202,7 +207,7 @@ function row(
   dir: DmaDataDirection | null,
   attrs: number,
   events: readonly MachineEvent[],
-  p: { pa: number },
+  p: { pa: number; size: number },
   mapping: MemAttr | null,
   result: string,
 ): SemanticsRow {
@@ -211,7 +216,8 @@ function row(
     call,
     dir: dir === null ? null : dmaDirName(dir),
     attrs: formatDmaAttrs(attrs),
-    cache: cacheOps(events, p.pa, SIZE),
+    size: p.size,
+    cache: cacheOps(events, p.pa, p.size),
     bounce: bounces(events),
     mapping,
     result,
@@ -227,10 +233,16 @@ function mapResult(events: readonly MachineEvent[], addr: number): string {
 }
 
 /** `dma_map_single_attrs` on a dirty buffer. */
-function probeMap(profile: string, call: string, dir: DmaDataDirection, attrs: number): SemanticsRow {
-  const p = probe(profile);
+function probeMap(
+  profile: string,
+  call: string,
+  dir: DmaDataDirection,
+  attrs: number,
+  size = SIZE,
+): SemanticsRow {
+  const p = probe(profile, size);
   dirty(p);
-  const r = observe(p.m, () => dmaMapSingleAttrs(p.dev, p.va, SIZE, dir, attrs));
+  const r = observe(p.m, () => dmaMapSingleAttrs(p.dev, p.va, size, dir, attrs));
   return row(profile, call, dir, attrs, r.events, p, null, mapResult(r.events, r.value));
 }
 
@@ -240,12 +252,13 @@ function probeOnMapping(
   call: string,
   dir: DmaDataDirection,
   attrs: number,
-  fn: (dev: Device, addr: DmaAddr) => void,
+  fn: (dev: Device, addr: DmaAddr, size: number) => void,
+  size = SIZE,
 ): SemanticsRow {
-  const p = probe(profile);
-  const addr = dmaMapSingleAttrs(p.dev, p.va, SIZE, dir, 0);
+  const p = probe(profile, size);
+  const addr = dmaMapSingleAttrs(p.dev, p.va, size, dir, 0);
   dirty(p);
-  const r = observe(p.m, () => fn(p.dev, addr));
+  const r = observe(p.m, () => fn(p.dev, addr, size));
   return row(
     profile,
     call,
@@ -277,7 +290,16 @@ function probeAlloc(
   const alloc = r.events.find((e) => e.type === 'dma-alloc');
   const mapping = alloc?.type === 'dma-alloc' && r.value !== null ? alloc.cpuAttr : null;
   const pa = alloc?.type === 'dma-alloc' ? alloc.phys : -1;
-  return row(profile, call, dir, attrs, r.events, { pa }, mapping, r.value === null ? 'NULL' : 'ok');
+  return row(
+    profile,
+    call,
+    dir,
+    attrs,
+    r.events,
+    { pa, size: SIZE },
+    mapping,
+    r.value === null ? 'NULL' : 'ok',
+  );
 }
 
 /** Takes a page, dirties it through the kernel alias and frees it again. */
@@ -294,7 +316,8 @@ function probeMmap(profile: string, call: string, attrs: number): SemanticsRow {
   const m = createMachine({ profile, ramBytes: RAM, check: false });
   const dev = addDevice(m, { name: 'probe' });
   const buf = dmaAllocAttrs(dev, SIZE, GFP_KERNEL, attrs);
-  if (buf === null) return row(profile, call, null, attrs, [], { pa: -1 }, null, 'no coherent memory');
+  if (buf === null)
+    return row(profile, call, null, attrs, [], { pa: -1, size: SIZE }, null, 'no coherent memory');
   registerChrdev(m, '/dev/probe', {
     mmap: (_file, vma) => dmaMmapAttrs(dev, vma, buf.cpuAddr, buf.dmaHandle, SIZE, attrs),
   });
@@ -303,9 +326,18 @@ function probeMmap(profile: string, call: string, attrs: number): SemanticsRow {
   const r = observe(m, () => sysMmap(proc, 0, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
   const ev = r.events.find((e) => e.type === 'dma-mmap');
   if (ev?.type !== 'dma-mmap')
-    return row(profile, call, null, attrs, r.events, { pa: -1 }, null, 'not called');
+    return row(profile, call, null, attrs, r.events, { pa: -1, size: SIZE }, null, 'not called');
   const result = ev.ret === 0 ? `ok (${ev.strategy})` : `${errnoName(ev.ret)} (${ev.strategy})`;
-  return row(profile, call, null, attrs, r.events, { pa: -1 }, ev.ret === 0 ? ev.attr : null, result);
+  return row(
+    profile,
+    call,
+    null,
+    attrs,
+    r.events,
+    { pa: -1, size: SIZE },
+    ev.ret === 0 ? ev.attr : null,
+    result,
+  );
 }
 
 function errnoName(ret: number): string {
@@ -316,7 +348,10 @@ function errnoName(ret: number): string {
 function probeCall(profile: string, call: string): SemanticsRow[] {
   switch (call) {
     case 'dma_map_single':
-      return DIRS.map((d) => probeMap(profile, call, d, 0));
+      return [
+        ...DIRS.map((d) => probeMap(profile, call, d, 0)),
+        ...DIRS.map((d) => probeMap(profile, call, d, 0, SMALL)),
+      ];
     case 'dma_map_single_attrs':
       return [
         ...DIRS.map((d) => probeMap(profile, call, d, DMA_ATTR_SKIP_CPU_SYNC)),
@@ -324,20 +359,21 @@ function probeCall(profile: string, call: string): SemanticsRow[] {
       ];
     case 'dma_sync_single_for_cpu':
       return DIRS.map((d) =>
-        probeOnMapping(profile, call, d, 0, (dev, a) => dmaSyncSingleForCpu(dev, a, SIZE, d)),
+        probeOnMapping(profile, call, d, 0, (dev, a, n) => dmaSyncSingleForCpu(dev, a, n, d)),
       );
     case 'dma_sync_single_for_device':
       return DIRS.map((d) =>
-        probeOnMapping(profile, call, d, 0, (dev, a) => dmaSyncSingleForDevice(dev, a, SIZE, d)),
+        probeOnMapping(profile, call, d, 0, (dev, a, n) => dmaSyncSingleForDevice(dev, a, n, d)),
       );
-    case 'dma_unmap_single':
-      return DIRS.map((d) =>
-        probeOnMapping(profile, call, d, 0, (dev, a) => dmaUnmapSingleAttrs(dev, a, SIZE, d, 0)),
-      );
+    case 'dma_unmap_single': {
+      const unmap = (size: number) => (d: DmaDataDirection) =>
+        probeOnMapping(profile, call, d, 0, (dev, a, n) => dmaUnmapSingleAttrs(dev, a, n, d, 0), size);
+      return [...DIRS.map(unmap(SIZE)), ...DIRS.map(unmap(SMALL))];
+    }
     case 'dma_unmap_single_attrs':
       return DIRS.map((d) =>
-        probeOnMapping(profile, call, d, DMA_ATTR_SKIP_CPU_SYNC, (dev, a) =>
-          dmaUnmapSingleAttrs(dev, a, SIZE, d, DMA_ATTR_SKIP_CPU_SYNC),
+        probeOnMapping(profile, call, d, DMA_ATTR_SKIP_CPU_SYNC, (dev, a, n) =>
+          dmaUnmapSingleAttrs(dev, a, n, d, DMA_ATTR_SKIP_CPU_SYNC),
         ),
       );
     case 'dma_alloc_coherent':
