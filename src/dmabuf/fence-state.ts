@@ -82,6 +82,8 @@ export interface FenceLayerState {
   jobs: Map<number, SchedJobRec>;
   /** Per device id: pushed jobs not yet on the engine, in push order (one FIFO entity per device). */
   queues: Map<number, number[]>;
+  /** Open sync_files, by file id: the fence held and the name given at a merge ('' for none). */
+  syncFiles: Map<number, { fence: number; name: string }>;
   /** Fence timelines of the layer's own producers (a device's scheduler), by name. */
   timelines: Map<string, { context: number; seqno: number }>;
   nextId: number;
@@ -111,6 +113,7 @@ export function initFence(m: Machine): void {
     jobs: new Map(),
     queues: new Map(),
     timelines: new Map(),
+    syncFiles: new Map(),
     nextId: 1,
     nextContext: 1,
     stub: -1,

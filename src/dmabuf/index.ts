@@ -107,6 +107,16 @@ export * from './resv.js';
 export * from './sched.js';
 export { DmaBuf, DmaBufAttachment, type DmaBufAttachOps, type DmaBufOps, type IosysMap } from './state.js';
 export {
+  SYNC_FENCE_INFO_SIZE,
+  SYNC_FILE_INFO_SIZE,
+  SYNC_IOC_FILE_INFO,
+  SYNC_IOC_MERGE,
+  SYNC_MERGE_DATA_SIZE,
+  SyncFile,
+  syncFileCreate,
+  syncFileGetFence,
+} from './sync-file.js';
+export {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
   DMA_BUF_IOCTL_IMPORT_SYNC_FILE,
   DMA_BUF_IOCTL_SYNC,
