@@ -109,7 +109,7 @@ function assertHeld(m: Machine, bo: BoObjState, call: string): void {
     reportFinding(
       m,
       WARN.code,
-      `WARNING: ${call}: the buffer object's reservation lock is not held (dma_resv_assert_held)`,
+      `WARNING: ${call}: the buffer object’s reservation lock is not held (dma_resv_assert_held)`,
       {
         details: { bo: bo.id },
       },
