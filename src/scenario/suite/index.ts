@@ -12,6 +12,7 @@ import { SCENARIO_FILES } from './files.js';
 import './seed000.js';
 import './seed001.js';
 import './seed002.js';
+import './seed003.js';
 
 /** Catalogue order: seed thread first, then the order of scenarios/README.md. */
 export const CATALOGUE: readonly string[] = [
@@ -31,6 +32,8 @@ export const CATALOGUE: readonly string[] = [
   'gpu-require-coherent',
   'display-low-1g-green-frame',
   'rdma-user-mr-noncoherent',
+  'dmabuf-two-driver-table',
+  'dmabuf-two-driver-exclusive',
 ];
 
 let cache: readonly Scenario[] | null = null;
