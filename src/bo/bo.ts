@@ -39,6 +39,7 @@ import {
 } from './consts.js';
 import { type CopySide, gpuCopy, gpuEvictFlags, gpuTtCaching, vramAddr } from './gpu.js';
 import { backingPfns, boHandle, placementName, type TtmBufferObject, type TtmDevice } from './handles.js';
+import { primeMoveNotify, primeSetBacking } from './internal/prime-notify.js';
 import { freeBo } from './internal/release.js';
 import {
   evictionValuable,
@@ -237,6 +238,7 @@ function handleMoveMem(
   const unmapped = !bdev.bugs.includes('no-unmap-on-move');
   if (unmapped) unmapVirtual(m, bo);
   const from = placementName(bo);
+  primeMoveNotify(m, bo);
   if (bdev.man[res.memType]!.useTt && bo.tt === null) ttCreate(bo, gpuTtCaching(m, bdev));
   const r = driverMove(m, bdev, bo, res, ctx);
   if (r !== 0) {
@@ -245,6 +247,7 @@ function handleMoveMem(
   }
   ctx.bytesMoved += bo.size;
   lruTail(bdev, bo);
+  primeSetBacking(m, bo);
   emitMove(m, bdev, bo, from, evict ? 'evict' : 'validate', unmapped);
   return 0;
 }
@@ -493,6 +496,7 @@ export function ttmBoInitValidate(
       preferredDomains: domainsOf(placement),
       allowedDomains: domainsOf(placement),
       resv: resvCreate(m),
+      dmabuf: -1,
     };
     st.bos.set(id, s);
     const handle = boHandle(m, id);
@@ -673,10 +677,12 @@ function swapout(
       }
       resvWaitKernel(m, bo.resv);
       unmapVirtual(m, bo);
+      primeMoveNotify(m, bo);
       const r = ttSwapout(m, devOf(m, bdev), bdev, tt);
       if (r > 0) {
         done += r;
         lruTail(bdev, bo);
+        primeSetBacking(m, bo);
         emitMove(m, bdev, bo, 'system', 'swapout', true);
       }
       resvUnlock(m, bo.resv);
@@ -747,6 +753,7 @@ export function boPopulate(m: Machine, bo: BoObjState, ctx: TtmOperationCtx): nu
   const r = populate(m, bdev, bo, ctx);
   if (r === 0 && !was) {
     lruTail(bdev, bo);
+    primeSetBacking(m, bo);
     emitMove(m, bdev, bo, from, 'populate', true);
   }
   return r;

@@ -13,6 +13,7 @@ import './seed000.js';
 import './seed001.js';
 import './seed002.js';
 import './seed003.js';
+import './seed004.js';
 
 /** Catalogue order: seed thread first, then the order of scenarios/README.md. */
 export const CATALOGUE: readonly string[] = [
@@ -34,6 +35,8 @@ export const CATALOGUE: readonly string[] = [
   'rdma-user-mr-noncoherent',
   'dmabuf-two-driver-table',
   'dmabuf-two-driver-exclusive',
+  'bo-migrate-under-mapping',
+  'bo-migrate-stale-pte',
 ];
 
 let cache: readonly Scenario[] | null = null;

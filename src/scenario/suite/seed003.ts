@@ -53,9 +53,9 @@ interface Shared {
   readonly bracket: boolean;
 }
 
-/** What each action does to the buffer: byte `k` of the first line marks who wrote last. */
+/** One action of the table: CPU marks go in the first line, device marks in the second. */
 function* act(s: Shared, side: Side, action: string): AgentBody {
-  const { m, ctx, db, va } = s;
+  const { m, db, va } = s;
   switch (action) {
     case 'read/write': {
       if (s.bracket) dmaBufBeginCpuAccess(db, DMA_BIDIRECTIONAL);

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { PROFILE_NAMES } from '../../machine/index.js';
 import { runMatrix, scenarioReportJson } from '../index.js';
 import { SCENARIO_FILES } from './files.js';
 import { builtinScenarios, CATALOGUE } from './index.js';
@@ -73,6 +74,8 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     'swiotlb-force': [O, O, O, S, O, S],
   },
   'dmabuf-two-driver-exclusive': { parisc: [S, S, S, S], 'parisc-pcxl': [S, S] },
+  'bo-migrate-under-mapping': {},
+  'bo-migrate-stale-pte': Object.fromEntries(PROFILE_NAMES.map((p) => [p, ['BO_STALE_PTE', 'BO_STALE_PTE']])),
 };
 
 describe('the seed suite', () => {
