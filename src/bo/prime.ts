@@ -32,7 +32,16 @@ import {
   resvHandle,
 } from '../dmabuf/index.js';
 import { createSgTable, type SgTable, sgAllocTableFromPages, sgFreeTable } from '../lib/index.js';
-import { apiCall, EINVAL, GFP_KERNEL, type Machine, type Page } from '../machine/index.js';
+import {
+  apiCall,
+  DmalabError,
+  EBADF,
+  EINVAL,
+  ENOENT,
+  GFP_KERNEL,
+  type Machine,
+  type Page,
+} from '../machine/index.js';
 import { type File, fget, fputFile, getFileRef, type Process, type Vma, vmaSetFile } from '../mm/index.js';
 import { putBo, ttmBoPin, ttmBoUnpin, ttmBoValidate, ttmOperationCtx } from './bo.js';
 import { GPU_GEM_DOMAIN_GTT, TTM_PL_TT } from './consts.js';
@@ -123,7 +132,7 @@ const files = new WeakMap<Machine, Map<number, File>>();
 /** The File handle of an id kept in state (a reference is held by the dma-buf). */
 function fileById(m: Machine, id: number): File {
   const f = files.get(m)?.get(id);
-  if (f === undefined) throw new Error(`DRM file ${id} is not known to the prime layer`);
+  if (f === undefined) throw new DmalabError(`DRM file ${id} is not known to the prime layer`);
   return f;
 }
 
@@ -183,10 +192,10 @@ export function drmGemPrimeHandleToFd(proc: Process, fd: number, handle: number,
   const m = proc.machine;
   return apiCall(m, 'drm_gem_prime_handle_to_fd', () => {
     const file = fget(proc, fd);
-    if (file === null) return -9; // EBADF
+    if (file === null) return -EBADF;
     try {
       const bo = drmGemObjectLookup(file, handle);
-      if (bo === null) return -2; // ENOENT
+      if (bo === null) return -ENOENT;
       const had = bo.state.dmabuf >= 0;
       const db = drmGemPrimeExport(bo, flags, file);
       if (typeof db === 'number') return db;
