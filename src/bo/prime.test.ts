@@ -28,7 +28,6 @@ import {
   PROT_READ,
   PROT_WRITE,
   pteLookup,
-  resvHandle,
   type SgTable,
   sgDmaAddress,
   sgDmaLen,
