@@ -9,6 +9,7 @@
  * handler waits for.
  */
 
+import { EDEADLK } from '../dmabuf/index.js';
 import {
   apiCall,
   DmalabError,
@@ -297,7 +298,9 @@ function evictAlloc(
     for (const list of man.lru) {
       for (const id of list) {
         const v = boState(m).bos.get(id);
-        if (v === undefined || v.id === bo.id || v.pinCount > 0 || v.resource === null) continue;
+        // The walk only trylocks: an object someone holds reserved is passed over.
+        if (v === undefined || v.id === bo.id || v.pinCount > 0 || v.resource === null || resvHeld(m, v.resv))
+          continue;
         if (!evictionValuable(v.resource, place)) continue;
         victim = v;
         break;
@@ -549,7 +552,7 @@ export function ttmBoReserve(bo: TtmBufferObject, interruptible: boolean, noWait
   return apiCall(m, 'ttm_bo_reserve', () => {
     void interruptible;
     const s = bo.state;
-    if (resvHeld(m, s.resv)) return noWait ? -EBUSY : -35; // EDEADLK
+    if (resvHeld(m, s.resv)) return noWait ? -EBUSY : -EDEADLK;
     resvLock(m, s.resv);
     return 0;
   });
