@@ -57,7 +57,16 @@ export function attachChecker(m: Machine): void {
   if (m.layers.debug !== undefined) return;
   initDebugState(m);
   const ids = new Map<string, number>();
-  const dev = (name: string) => deviceIdOf(m, ids, name);
+  // The last device seen answers most events (a driver's loop on one device) without a map lookup.
+  let lastName = '';
+  let lastId = -1;
+  const dev = (name: string) => {
+    if (name === lastName && m.hw.devices[lastId]?.name === name) return lastId;
+    const id = deviceIdOf(m, ids, name);
+    lastName = name;
+    lastId = id;
+    return id;
+  };
   const bus = m.bus;
   const st = () => debugState(m);
 

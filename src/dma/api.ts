@@ -251,6 +251,8 @@ function emitMap(
       attrs,
       dmaAddr: addr,
       backend,
+      step: 0,
+      time: 0,
     });
   }
 }
@@ -296,7 +298,17 @@ function unmapPhys(
   if (addr !== DMA_MAPPING_ERROR) getDmaOps(dev).unmapPhys(dev, addr, size, dir, attrs);
   dmaState(m).stats.unmaps++;
   if (m.bus.wants['dma-unmap']) {
-    m.bus.emit({ type: 'dma-unmap', device: dev.name, call, dmaAddr: addr, size, dir, attrs });
+    m.bus.emit({
+      type: 'dma-unmap',
+      device: dev.name,
+      call,
+      dmaAddr: addr,
+      size,
+      dir,
+      attrs,
+      step: 0,
+      time: 0,
+    });
   }
 }
 
@@ -520,7 +532,9 @@ export function dmaUnmapResource(
 /** `dma_mapping_error()`: -ENOMEM for `DMA_MAPPING_ERROR`, else 0 (and dma-debug marks the mapping checked). */
 export function dmaMappingError(dev: Device, dmaAddr: DmaAddr | number): number {
   const m = dev.machine;
-  if (m.bus.wants['dma-mapping-error']) m.bus.emit({ type: 'dma-mapping-error', device: dev.name, dmaAddr });
+  if (m.bus.wants['dma-mapping-error']) {
+    m.bus.emit({ type: 'dma-mapping-error', device: dev.name, dmaAddr, step: 0, time: 0 });
+  }
   return dmaAddr === DMA_MAPPING_ERROR ? -ENOMEM : 0;
 }
 
@@ -551,7 +565,17 @@ function sync(
     }
     dmaState(m).stats.syncs++;
     if (m.bus.wants['dma-sync']) {
-      m.bus.emit({ type: 'dma-sync', device: dev.name, call, forCpu, dmaAddr: addr, size, dir });
+      m.bus.emit({
+        type: 'dma-sync',
+        device: dev.name,
+        call,
+        forCpu,
+        dmaAddr: addr,
+        size,
+        dir,
+        step: 0,
+        time: 0,
+      });
     }
   } finally {
     leaveCall(m);

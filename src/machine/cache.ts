@@ -197,6 +197,8 @@ function writeBack(
       len: c.lineSize,
       reason,
       data: c.data.subarray(off, off + c.lineSize),
+      step: 0,
+      time: 0,
     });
   }
 }
@@ -544,7 +546,16 @@ function emitInvalidate(
   dirty: number,
 ): void {
   if (lines > 0 && m.bus.wants['cache-invalidate']) {
-    m.bus.emit({ type: 'cache-invalidate', pa, len, colour, lines, dirtyDiscarded: dirty });
+    m.bus.emit({
+      type: 'cache-invalidate',
+      pa,
+      len,
+      colour,
+      lines,
+      dirtyDiscarded: dirty,
+      step: 0,
+      time: 0,
+    });
   }
 }
 

@@ -51,6 +51,8 @@ export function cpuRead(
       attr,
       agent: m.agent,
       data: out.subarray(outOff, outOff + len),
+      step: 0,
+      time: 0,
     });
   }
   return 'ok';
@@ -83,6 +85,8 @@ export function cpuWrite(
       attr,
       agent: m.agent,
       data: src.subarray(srcOff, srcOff + len),
+      step: 0,
+      time: 0,
     });
   }
   return 'ok';

@@ -335,6 +335,8 @@ function accessPiece(
       coherence,
       colour: colour < 0 ? -1 : colour,
       data: buf.subarray(off, off + n),
+      step: 0,
+      time: 0,
     });
   }
 }

@@ -847,8 +847,12 @@ export type MachineEvent =
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-/** An event before the bus stamps its step and time. */
-export type EventInit = DistributiveOmit<MachineEvent, 'step' | 'time'>;
+/**
+ * An event before the bus stamps its step and time. Hot emission sites may
+ * pre-fill both (last, with any value) so that the literal already has the
+ * event's final shape and the stamp does not grow the object.
+ */
+export type EventInit = DistributiveOmit<MachineEvent, 'step' | 'time'> & { step?: number; time?: number };
 
 export const EVENT_TYPES: readonly EventType[] = [
   'cpu-access',
