@@ -4,6 +4,7 @@
  * dependency order, and ends the boot.
  */
 
+import { initBo } from './bo/index.js';
 import { attachChecker, firstDivergence, observedReads, type ProfilesResult } from './debug/index.js';
 import { initDma } from './dma/index.js';
 import { initDmaBufLayer } from './dmabuf/index.js';
@@ -156,6 +157,7 @@ export function createMachine(options: MachineOptions = {}): Machine {
   initDma(m);
   initMm(m);
   initDmaBufLayer(m);
+  initBo(m);
   if (m.options.check) attachChecker(m);
   m.booted = true;
   return m;

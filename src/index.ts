@@ -4,6 +4,7 @@
  * kernel's names in camelCase.
  */
 
+export * from './bo/index.js';
 export { createMachine, type MachineOptions, resolveOptions, runOnProfiles } from './boot.js';
 export * from './debug/index.js';
 export * from './dma/index.js';

@@ -6,6 +6,7 @@
 
 import type { Machine } from '../machine/index.js';
 import { aliasCpuAccess, onPteInstall, onPteRemove } from './alias.js';
+import { boCpuAccess, onBoDestroy, onBoInit, onBoMove, onBoVmaMap, onBoVmaUnmap } from './bo.js';
 import {
   onAlloc,
   onFree,
@@ -67,7 +68,14 @@ export function attachChecker(m: Machine): void {
     onFree(m, st(), dev(ev.device), ev);
   });
   bus.on('dma-mmap', (ev) => onDmaMmap(st(), ev));
-  bus.on('vma-unmap', (ev) => onVmaUnmap(st(), ev));
+  bus.on('vma-unmap', (ev) => {
+    onVmaUnmap(st(), ev);
+    onBoVmaUnmap(st(), ev);
+  });
+  bus.on('vma-map', (ev) => onBoVmaMap(st(), ev));
+  bus.on('bo-init', (ev) => onBoInit(st(), ev));
+  bus.on('bo-move', (ev) => onBoMove(st(), ev));
+  bus.on('bo-destroy', (ev) => onBoDestroy(st(), ev));
   bus.on('driver-bind', (ev) => {
     if (ev.result >= 0) devDebug(st(), dev(ev.device)).driver = ev.driver;
   });
@@ -84,6 +92,7 @@ export function attachChecker(m: Machine): void {
     cpuAccessOwnership(m, s, ev);
     aliasCpuAccess(m, s, ev);
     oracleCpu(m, s, ev);
+    boCpuAccess(m, s, ev);
   });
   bus.on('device-access', (ev) => {
     const s = st();

@@ -178,3 +178,12 @@ export const DMA_DEBUG_CHECKS: readonly DmaDebugCheck[] = [
   { check: 24, code: DMA_LEAK_AT_UNBIND.code },
   { check: 25, code: DMA_CACHELINE_OVERLAP_LIMIT.code },
 ];
+
+export const BO_STALE_PTE = registerFindingCode({
+  code: 'BO_STALE_PTE',
+  severity: 'error',
+  verdict: 'broken',
+  title:
+    'a user access to a buffer object through a PTE to memory that no longer backs it (a move without the PTE shoot-down)',
+  layer: 'debug',
+});

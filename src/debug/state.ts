@@ -16,6 +16,7 @@
  */
 
 import { type Hasher, type Machine, registerSlot } from '../machine/index.js';
+import { type BoCheckState, emptyBoCheck } from './bo.js';
 import { copyReadLog, createReadLog, type ReadLog } from './internal/readlog.js';
 import {
   createShadow,
@@ -170,6 +171,8 @@ export interface DebugState {
   reads: ReadLog;
   /** Live user mappings of DMA allocations made by dma_mmap_* (seed 000). */
   userMaps: UserMap[];
+  /** Buffer objects and their user mappings (seed 004; see bo.ts). */
+  bo: BoCheckState;
 }
 
 /** A user mapping of a DMA allocation: the process's VMA range and the allocation's CPU range. */
@@ -207,6 +210,7 @@ function emptyState(): DebugState {
     shadow: createShadow(),
     reads: createReadLog(),
     userMaps: [],
+    bo: emptyBoCheck(),
   };
 }
 
@@ -268,6 +272,7 @@ export function initDebugState(m: Machine): void {
  * lines, bounces, views and the shadow's bytes.
  */
 function hashState(st: DebugState, h: Hasher): void {
+  h.value(st.bo);
   for (const u of st.userMaps) h.word(u.pid).num(u.start).num(u.end).str(u.device).num(u.cpuAddr).num(u.size);
   for (let d = 0; d < st.devs.length; d++) {
     const dev = st.devs[d];

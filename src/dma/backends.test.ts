@@ -43,6 +43,7 @@ import {
   PAGE_SIZE,
   pageAddress,
   pageToPhys,
+  resolveProfile,
   runVerdict,
   VMALLOC_START,
 } from '../machine/index.js';
@@ -195,5 +196,31 @@ describe('API validation', () => {
     const ram = pageToPhys(allocPages(m2, GFP_KERNEL, 0)!);
     expect(dmaMapResource(d2, ram, 4096, DMA_BIDIRECTIONAL)).toBe(ram);
     expect(machineFindings(m2).map((f) => f.code)).toEqual(['DMA_MAP_RESOURCE_RAM']);
+  });
+});
+
+describe('swiotlb placement', () => {
+  it("sits below arm64's ZONE_DMA limit, so a 30-bit bus reaches its bounce slots (as on a Raspberry Pi 4)", () => {
+    const rpi4 = { ...resolveProfile('arm64-coherent'), zoneDmaBits: 30 };
+    const m = createMachine({ profile: rpi4, ramBytes: 8 * 1024 * MiB, swiotlbBytes: 4 * MiB });
+    const dev = addDevice(m, { name: 'hvs', busDmaLimitBits: 30 });
+    expect(dmaSetMask(dev, DMA_BIT_MASK(32))).toBe(0);
+    const page = allocPages(m, GFP_KERNEL, 0)!;
+    expect(pageToPhys(page)).toBeGreaterThanOrEqual(2 ** 32);
+    const a = dmaMapSingle(dev, pageAddress(page), 4096, DMA_TO_DEVICE);
+    expect(dmaMappingError(dev, a)).toBe(0);
+    expect(isSwiotlbBuffer(m, a)).toBe(true);
+    expect(a + 4096).toBeLessThanOrEqual(2 ** 30);
+    dmaUnmapSingle(dev, a, 4096, DMA_TO_DEVICE);
+    expect(machineFindings(m)).toEqual([]);
+  });
+
+  it('stays just below 4 GiB on x86, out of a 30-bit bus’s reach: the mapping fails instead', () => {
+    const m = createMachine({ ramBytes: 8 * 1024 * MiB, swiotlbBytes: 4 * MiB });
+    const dev = addDevice(m, { name: 'disp', busDmaLimitBits: 30 });
+    const page = allocPages(m, GFP_KERNEL, 0)!;
+    const a = dmaMapSingle(dev, pageAddress(page), 4096, DMA_TO_DEVICE);
+    expect(a).toBe(DMA_MAPPING_ERROR);
+    expect(dmaMappingError(dev, a)).not.toBe(0);
   });
 });

@@ -111,15 +111,24 @@ function swiotlbWanted(m: Machine): boolean {
   }
 }
 
-/** `swiotlb_init()`: reserves the pool at boot (memblock, top-down below 4 GiB). */
+/**
+ * `swiotlb_init()`: reserves the pool at boot with `memblock_alloc_low`,
+ * top-down below `ARCH_LOW_ADDRESS_LIMIT`: 4 GiB, except on arm64, where
+ * the limit is the top of ZONE_DMA (`arm64_dma_phys_limit`), so that a
+ * platform whose DMA zone the firmware shrank (30 bits on a Raspberry Pi 4)
+ * gets bounce slots its devices can reach.
+ */
 export function initSwiotlb(m: Machine): void {
   const bytes = m.options.swiotlbBytes;
   if (bytes === 0 || !swiotlbWanted(m)) return;
   // nslabs is rounded to whole segments, as the kernel does.
   const nslabs = Math.max(IO_TLB_SEGSIZE, Math.floor(bytes / IO_TLB_SIZE / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE);
-  const start = memblockPhysAlloc(m, nslabs * IO_TLB_SIZE, PAGE_SIZE, 2 ** 32, 'swiotlb');
+  const lowBits = m.profile.arch === 'arm64' ? Math.min(32, m.profile.zoneDmaBits) : 32;
+  const start = memblockPhysAlloc(m, nslabs * IO_TLB_SIZE, PAGE_SIZE, 2 ** lowBits, 'swiotlb');
   if (start === null) {
-    throw new DmalabError(`no room below 4 GiB for a ${bytes}-byte swiotlb pool`, { field: 'swiotlbBytes' });
+    throw new DmalabError(`no room below 2^${lowBits} for a ${bytes}-byte swiotlb pool`, {
+      field: 'swiotlbBytes',
+    });
   }
   const list = new Uint16Array(nslabs);
   for (let i = 0; i < nslabs; i++) list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);

@@ -31,6 +31,7 @@ import {
 } from '../mm/index.js';
 import { warn } from './attach.js';
 import { exporterMmap } from './cpu-access.js';
+import type { DmaResv } from './fence-state.js';
 import { releaseResv, resvForExport } from './resv-link.js';
 import {
   DMA_BUF_OPS_MEMBERS,
@@ -57,8 +58,8 @@ export interface DmaBufExportInfo {
   flags?: number;
   /** The exporter's private data: plain data, required. */
   priv: unknown;
-  /** A reservation object id to share (e.g. a buffer object's); otherwise the buffer gets its own. */
-  resv?: number;
+  /** A reservation object to share (e.g. a buffer object's); otherwise the buffer gets its own. */
+  resv?: DmaResv;
   backing?: readonly number[];
 }
 
@@ -199,10 +200,13 @@ export function dmaBufExport(m: Machine, exportInfo: DmaBufExportInfo): DmaBuf |
       vmapPtr: null,
       backing,
       resv: -1,
+      ownResv: false,
     };
     st.bufs.set(id, b);
     st.byFile.set(file.id, id);
-    b.resv = resvForExport(m, exportInfo.resv);
+    const resv = resvForExport(m, exportInfo.resv);
+    b.resv = resv.id;
+    b.ownResv = resv.own;
     if (m.bus.wants['dmabuf-export']) {
       m.bus.emit({
         type: 'dmabuf-export',

@@ -1,45 +1,70 @@
 /**
- * Where the dma-buf core meets its reservation object (`dmabuf->resv`):
- * the lock assertions of map/unmap/pin/move_notify and the lock the
- * `_unlocked` variants take.
+ * Where the dma-buf core meets its reservation object (`dmabuf->resv`,
+ * dma-resv.c): the lock assertions of map/unmap/pin/move_notify, the lock
+ * the `_unlocked` variants take, the implicit-fence wait of
+ * begin_cpu_access, and the embedded object's life.
  */
 
 import { ENOTTY, type Machine } from '../machine/index.js';
 import type { Process } from '../mm/index.js';
+import { MAX_SCHEDULE_TIMEOUT } from './fence.js';
+import { type DmaResv, resvHandle } from './fence-state.js';
+import {
+  dmaResvAssertHeld,
+  dmaResvFini,
+  dmaResvInit,
+  dmaResvLock,
+  dmaResvUnlock,
+  dmaResvUsageRw,
+  dmaResvWaitTimeout,
+} from './resv.js';
 import type { DmaBuf, DmaBufState } from './state.js';
 
-/** `dma_resv_assert_held(dmabuf->resv)`. */
-export function lockHeld(dmabuf: DmaBuf, call: string): void {
-  void dmabuf;
-  void call;
+/** The buffer's reservation object. */
+export function resvOf(dmabuf: DmaBuf): DmaResv {
+  return resvHandle(dmabuf.machine, dmabuf.state.resv);
 }
 
-/** Runs `fn` with `dmabuf->resv` locked (`dma_resv_lock` … `dma_resv_unlock`). */
-export function withResvLock<T>(dmabuf: DmaBuf, fn: () => T): T {
-  void dmabuf;
-  return fn();
+/** `dma_resv_assert_held(dmabuf->resv)`: lockdep's WARN when the lock is not held. */
+export function lockHeld(dmabuf: DmaBuf, call: string): void {
+  void call;
+  dmaResvAssertHeld(resvOf(dmabuf));
 }
 
 /**
- * `__dma_buf_begin_cpu_access()`'s wait on the implicit fences: all of
- * them before a CPU write, the writers' before a read. 0 or a negative errno.
+ * Runs `fn` with `dmabuf->resv` locked (`dma_resv_lock` … `dma_resv_unlock`).
+ * A lock already held is a self-deadlock in the kernel: the lock's WARN is
+ * recorded and `fn` runs under the holder's lock.
+ */
+export function withResvLock<T>(dmabuf: DmaBuf, fn: () => T): T {
+  const resv = resvOf(dmabuf);
+  const locked = dmaResvLock(resv, null) === 0;
+  try {
+    return fn();
+  } finally {
+    if (locked) dmaResvUnlock(resv);
+  }
+}
+
+/**
+ * `__dma_buf_begin_cpu_access()`'s wait on the implicit fences, with no
+ * timeout: all of them before a CPU write, the writers' before a read.
+ * 0 or a negative errno.
  */
 export function waitForCpuAccess(dmabuf: DmaBuf, write: boolean): number {
-  void dmabuf;
-  void write;
-  return 0;
+  const r = dmaResvWaitTimeout(resvOf(dmabuf), dmaResvUsageRw(write), true, MAX_SCHEDULE_TIMEOUT);
+  return r < 0 ? r : 0;
 }
 
-/** The buffer's reservation object at export: the exporter's, or a new embedded one (-1: none yet). */
-export function resvForExport(m: Machine, shared: number | undefined): number {
-  void m;
-  return shared ?? -1;
+/** The buffer's reservation object at export: the exporter's, or a new embedded one. Returns its id. */
+export function resvForExport(m: Machine, shared: DmaResv | undefined): { id: number; own: boolean } {
+  if (shared !== undefined) return { id: shared.id, own: false };
+  return { id: dmaResvInit(m).id, own: true };
 }
 
-/** Finalises the embedded reservation object at release. */
+/** Finalises the embedded reservation object at release (a shared one stays its owner's). */
 export function releaseResv(m: Machine, b: DmaBufState): void {
-  void m;
-  void b;
+  if (b.ownResv) dmaResvFini(resvHandle(m, b.resv));
 }
 
 /** DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE (need sync_file: -ENOTTY, as without CONFIG_SYNC_FILE). */

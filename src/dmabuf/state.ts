@@ -15,6 +15,7 @@ import type { SgTable } from '../lib/index.js';
 import type { Device } from '../machine/index.js';
 import { DmalabError, type Hasher, type KernelVa, type Machine, registerSlot } from '../machine/index.js';
 import { assertPlainData, type File, fileHandle, tableById, tableKey } from '../mm/index.js';
+import { type DmaResv, resvHandle } from './fence-state.js';
 
 /** `struct iosys_map`: a kernel mapping of a buffer, system or I/O memory. */
 export interface IosysMap {
@@ -92,8 +93,10 @@ export interface DmaBufState {
   vmapPtr: IosysMap | null;
   /** Physical pieces as the exporter last declared them (flat [phys, length, …]). */
   backing: number[];
-  /** The reservation object's id (an embedded one unless the exporter shared its own), -1 when none. */
+  /** The reservation object's id (an embedded one unless the exporter shared its own). */
   resv: number;
+  /** The reservation object is the buffer's own (finalised at release). */
+  ownResv: boolean;
 }
 
 export interface AttachmentState {
@@ -193,9 +196,9 @@ export class DmaBuf {
   get attachments(): DmaBufAttachment[] {
     return this.state.attachments.map((a) => attachmentHandle(this.machine, a));
   }
-  /** The reservation object's id (`dmabuf->resv`), -1 when the machine has none. */
-  get resvId(): number {
-    return this.state.resv;
+  /** `dmabuf->resv`: the reservation object (its fences order the buffer's users). */
+  get resv(): DmaResv {
+    return resvHandle(this.machine, this.state.resv);
   }
   toString(): string {
     return `dma-buf ${this.id} (${this.state.expName}, ${this.state.size} bytes)`;
@@ -271,7 +274,7 @@ function hashState(s: DmaBufLayerState, h: Hasher): void {
   h.value(s.nextId);
   for (const b of s.bufs.values()) {
     h.value([b.id, b.size, tableKey(b.ops), b.expName, b.name, b.priv, b.file, b.flags, b.attachments]);
-    h.value([b.vmappingCounter, b.vmapPtr, b.backing, b.resv]);
+    h.value([b.vmappingCounter, b.vmapPtr, b.backing, b.resv, b.ownResv]);
   }
   for (const a of s.atts.values()) {
     const ops = a.importerOps < 0 ? '' : tableKey(a.importerOps);

@@ -400,3 +400,37 @@ export function deviceDmaRead(dev: Device, busAddr: number, length: number): Uin
 export function deviceDmaWrite(dev: Device, busAddr: number, bytes: Uint8Array): void {
   deviceDmaAccess(dev, busAddr, bytes.length, true, bytes);
 }
+
+/**
+ * A device's access to its own local memory (VRAM, an on-card buffer) by
+ * physical address, as its internal engines reach it: no bus address, no
+ * IOMMU, no interconnect limit. The range must lie inside
+ * `dev.deviceMemory` (a DmalabError otherwise). Emits `device-access`
+ * with `bus` equal to the physical address. (dmalab helper: the kernel has
+ * no such call; a GPU's copy engine does this in hardware.)
+ */
+export function deviceLocalAccess(
+  dev: Device,
+  pa: number,
+  length: number,
+  write: boolean,
+  data?: Uint8Array,
+): DmaAccessResult {
+  const own = dev.state.deviceMemory;
+  if (own === null || !Number.isInteger(pa) || pa < own.phys || pa + length > own.phys + own.size) {
+    throw new DmalabError(
+      `deviceLocalAccess: [${formatHex(pa)}, +${length}) is not inside ${dev.name}'s own memory`,
+    );
+  }
+  if (data !== undefined && data.length < length) {
+    throw new DmalabError(
+      `deviceLocalAccess: buffer of ${data.length} bytes is shorter than the ${length}-byte access`,
+    );
+  }
+  const m = dev.machine;
+  m.clock.step++;
+  const buf = data ?? new Uint8Array(length);
+  const result: DmaAccessResult = { status: 'ok', data: buf, faultAddr: -1 };
+  if (length > 0) accessPiece(m, dev, pa, pa, length, write, buf, 0, -1, result);
+  return result;
+}

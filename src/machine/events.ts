@@ -53,6 +53,7 @@
  * | dmabuf-move-notify | dmabuf | the exporter told dynamic importers that their mappings are going stale |
  * | dmabuf-cpu-access | dmabuf | begin/end of a CPU access bracket (dma_buf_begin/end_cpu_access, DMA_BUF_IOCTL_SYNC) |
  * | dmabuf-mmap / dmabuf-vmap | dmabuf | a user mapping of the buffer made; a kernel mapping made or dropped |
+ * | bo-init / bo-move / bo-destroy | bo | a buffer object created (with its fake offset), its backing changed, its memory released |
  */
 
 import type { MemAttr } from './types.js';
@@ -734,6 +735,48 @@ export interface DmaBufVmapEvent extends EventBase {
   isIomem: boolean;
 }
 
+// ---- bo layer (src/bo): migratable buffer objects -------------------------
+
+/** A buffer object created on a TTM device, with its fake offset in the device file. */
+export interface BoInitEvent extends EventBase {
+  type: 'bo-init';
+  bo: number;
+  device: string;
+  size: number;
+  /** The device file mmapped at the fake offset, and the offset in pages (`vm_pgoff`). */
+  path: string;
+  pgoff: number;
+}
+
+/**
+ * A buffer object's backing changed: validation, eviction, swap-out or
+ * swap-in, or its pages were populated. `pfns` holds the frame backing each
+ * page of the object now (-1: none, e.g. unpopulated or swapped out).
+ */
+export interface BoMoveEvent extends EventBase {
+  type: 'bo-move';
+  bo: number;
+  device: string;
+  /** `system`, `tt`, `vram` or `none`; `swapped` for a swapped-out system object. */
+  from: string;
+  to: string;
+  pfns: readonly number[];
+  reason: 'create' | 'validate' | 'evict' | 'populate' | 'swapout';
+  /** Whether the user PTEs of the object were shot down first (false only in a deliberately broken driver). */
+  unmapped: boolean;
+}
+
+/** A buffer object's memory was released. */
+export interface BoDestroyEvent extends EventBase {
+  type: 'bo-destroy';
+  bo: number;
+  device: string;
+}
+
+/** The bo layer's events. */
+export type BoEvent = BoInitEvent | BoMoveEvent | BoDestroyEvent;
+const BO_EVENT_TYPES = ['bo-init', 'bo-move', 'bo-destroy'] as const;
+
 /** Every event dmalab emits. */
 export type MachineEvent =
   | CpuAccessEvent
@@ -796,7 +839,8 @@ export type MachineEvent =
   | DmaBufMoveNotifyEvent
   | DmaBufCpuAccessEvent
   | DmaBufMmapEvent
-  | DmaBufVmapEvent;
+  | DmaBufVmapEvent
+  | BoEvent;
 
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
@@ -867,6 +911,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'dmabuf-cpu-access',
   'dmabuf-mmap',
   'dmabuf-vmap',
+  ...BO_EVENT_TYPES,
 ];
 
 type Listener = (ev: MachineEvent) => void;

@@ -33,6 +33,7 @@ export {
   deviceDmaAccess,
   deviceDmaRead,
   deviceDmaWrite,
+  deviceLocalAccess,
 } from './device.js';
 export {
   advanceTime,

@@ -11,6 +11,7 @@ import {
   type Finding,
   type Machine,
   PROFILE_NAMES,
+  resolveProfile,
   runVerdict,
   type Verdict,
 } from '../machine/index.js';
@@ -49,6 +50,11 @@ export function registerBuiltin(def: BuiltinScenario): Scenario {
   return def.scenario;
 }
 
+/** A registered built-in scenario's data, by name. */
+export function builtinScenario(name: string): Scenario | undefined {
+  return builtins.get(name)?.scenario;
+}
+
 /** Scenarios run on 256 MiB machines unless they say otherwise: enough for every seed case, quick to boot. */
 const DEFAULT_RAM = 256 * 1024 * 1024;
 
@@ -68,7 +74,11 @@ function runCell(
   opts: RunOptions,
 ): { result: ScenarioResult; observed: readonly ObservedRead[] } {
   const seed = opts.seed ?? 0;
-  const m = createMachine({ ramBytes: DEFAULT_RAM, ...s.machine, profile: opts.profile, seed });
+  const { zoneDmaBits, ...options } = s.machine;
+  const base = resolveProfile(opts.profile);
+  // A platform's DMA zone is firmware's word on arm64 only; elsewhere the architecture fixes it.
+  const profile = zoneDmaBits !== undefined && base.arch === 'arm64' ? { ...base, zoneDmaBits } : base;
+  const m = createMachine({ ramBytes: DEFAULT_RAM, ...options, profile, seed });
   const ctx = new RunContext(m);
   let agents: readonly Agent[];
   let final: (() => void) | undefined;

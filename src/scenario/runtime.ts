@@ -23,6 +23,7 @@ import type { TimelineEntry } from './types.js';
 /** What blocks an agent until it may take its next step. */
 export type WaitCondition =
   | { readonly signal: string }
+  | { readonly anyOf: readonly string[] }
   | { readonly until: number }
   | { readonly job: number }
   | { readonly idle: string };
@@ -114,6 +115,8 @@ function hex2(b: number): string {
 /** Yield helpers for agent bodies. */
 export const wait = {
   signal: (name: string): Yielded => ({ op: `wait ${name}`, wait: { signal: name } }),
+  /** Waits until any of the signals is raised (an outcome that may go either way). */
+  any: (names: readonly string[]): Yielded => ({ op: `wait ${names.join(' | ')}`, wait: { anyOf: names } }),
   /** Sleeps `ns` of model time from now. */
   sleep: (m: Machine, ns: number): Yielded => ({ op: `sleep ${ns} ns`, wait: { until: m.clock.time + ns } }),
   job: (id: number, op = `wait job ${id}`): Yielded => ({ op, wait: { job: id } }),
@@ -140,6 +143,7 @@ interface Running {
 
 function satisfied(m: Machine, ctx: RunContext, w: WaitCondition): boolean {
   if ('signal' in w) return ctx.signalled(w.signal);
+  if ('anyOf' in w) return w.anyOf.some((s) => ctx.signalled(s));
   if ('until' in w) return m.clock.time >= w.until;
   if ('job' in w) return !pendingJobs(m).some((j) => j.id === w.job);
   const dev = m.devices.find((d) => d.name === w.idle);
@@ -159,6 +163,7 @@ function nextEventTime(m: Machine, running: readonly Running[]): number | null {
 
 function describeWait(w: WaitCondition): string {
   if ('signal' in w) return `signal '${w.signal}'`;
+  if ('anyOf' in w) return `one of the signals ${w.anyOf.map((s) => `'${s}'`).join(', ')}`;
   if ('until' in w) return `time ${w.until}`;
   if ('job' in w) return `job ${w.job}`;
   return `${w.idle} idle`;

@@ -119,6 +119,7 @@ export const SCENARIO_FILE = v.strictObject({
       pagelessSg: v.optional(v.boolean()),
       kmallocBounce: v.optional(v.boolean()),
       swiotlbBytes: v.optional(nat),
+      zoneDmaBits: v.optional(v.pipe(v.number(), v.integer(), v.minValue(24), v.maxValue(32))),
     }),
     {},
   ),

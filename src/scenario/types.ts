@@ -17,6 +17,8 @@ export interface ScenarioMachineOptions {
   readonly pagelessSg?: boolean;
   readonly kmallocBounce?: boolean;
   readonly swiotlbBytes?: number;
+  /** The top of ZONE_DMA in bits on arm64 profiles, as firmware describes the platform (30 on a Raspberry Pi 4). */
+  readonly zoneDmaBits?: number;
 }
 
 /** A scenario: a parsed YAML file or a built-in TypeScript one. */

@@ -6,13 +6,63 @@ import { builtinScenarios, CATALOGUE } from './index.js';
 
 const root = new URL('../../../', import.meta.url);
 
+const S = 'STALE_DATA';
+const A = 'ATTR_ALIAS';
+const U = 'DMA_UNREACHABLE';
+const I = 'IOMMU_FAULT';
+const M = 'UNMAPPED_DMA';
+const O = 'OWNERSHIP';
+
 /** Exact findings per profile, as code lists in the order raised: the seed suite's pinned behaviour. */
 const EXPECTED: Record<string, Record<string, string[]>> = {
-  'sound-ring-mmap-remap': { parisc: ['STALE_DATA', 'STALE_DATA', 'STALE_DATA'] },
-  'sound-ring-mmap-fault': { parisc: ['STALE_DATA', 'STALE_DATA', 'STALE_DATA'] },
+  'sound-ring-mmap-remap': { parisc: [S, S, S] },
+  'sound-ring-mmap-fault': { parisc: [S, S, S] },
   'sound-ring-mmap-congruent': {},
   'sound-ring-mmap-coherence-index': {},
   'sound-ring-mmap-refuse': {},
+  'via-sg-buffer-nopage': {
+    'arm64-noncoherent': [A, A, A, A, S, S],
+    parisc: [S, S],
+    'parisc-pcxl': [A, A, A, A, S, S],
+  },
+  'via-sg-buffer-dma-pgprot': { parisc: [S, S] },
+  'pageless-dma-to-pmem': { parisc: [S], 'parisc-pcxl': [S] },
+  'pageless-dma-to-ioremap': {},
+  'sg-page-list-cpu-iterator': {
+    x86_64: [U, U, U],
+    'arm64-coherent': [U, U, U],
+    'arm64-noncoherent': [U, U, U],
+    parisc: [I, I, I],
+    'parisc-pcxl': [U, U, U],
+    'swiotlb-force': [U, U, U],
+  },
+  'sg-page-list-dma-iterator': {},
+  'gpu-virt-to-phys': {
+    x86_64: [M, M],
+    'arm64-coherent': [M, M],
+    'arm64-noncoherent': [M, S, M],
+    parisc: [I],
+    'parisc-pcxl': [M, S, M],
+    'swiotlb-force': [M, M],
+  },
+  'gpu-refuses-without-coherence': {},
+  'gpu-require-coherent': {},
+  'display-low-1g-green-frame': {
+    x86_64: ['WARN'],
+    'arm64-coherent': [O, S],
+    'arm64-noncoherent': [O, S],
+    parisc: [O],
+    'parisc-pcxl': ['WARN'],
+    'swiotlb-force': ['WARN'],
+  },
+  'rdma-user-mr-noncoherent': {
+    x86_64: [O],
+    'arm64-coherent': [O],
+    'arm64-noncoherent': [O, S],
+    parisc: [O],
+    'parisc-pcxl': [O],
+    'swiotlb-force': [O, S],
+  },
 };
 
 describe('the seed suite', () => {

@@ -1,0 +1,180 @@
+import { describe, expect, it } from 'vitest';
+import { gpuRig, mapBo, newBo, pattern } from '../../test/bo-kit.js';
+import {
+  advanceTime,
+  EFAULT,
+  FOLL_WRITE,
+  GPU_GEM_DOMAIN_CPU,
+  GPU_GEM_DOMAIN_GTT,
+  GPU_GEM_DOMAIN_VRAM,
+  getUserPages,
+  machineFindings,
+  PAGE_SIZE,
+  type Page,
+  PROFILE_NAMES,
+  pendingJobs,
+  pfnIsRam,
+  pteLookup,
+  TTM_PL_SYSTEM,
+  TTM_PL_TT,
+  TTM_PL_VRAM,
+  ttmBoEvictFirst,
+  ttmBoSwapout,
+  ttmBoVmFault,
+  ttmOperationCtx,
+  type UserVa,
+  userRead,
+  userWrite,
+  VM_DONTDUMP,
+  VM_DONTEXPAND,
+  VM_FAULT_NOPAGE,
+  VM_FAULT_RETRY,
+  VM_IO,
+  VM_PFNMAP,
+  vmaLookup,
+} from '../index.js';
+
+const P = PAGE_SIZE;
+
+function ptesIn(rig: ReturnType<typeof gpuRig>, va: number, pages: number): boolean[] {
+  return Array.from({ length: pages }, (_, i) => pteLookup(rig.app, va + i * P) !== null);
+}
+
+describe('a buffer object under one user pointer', () => {
+  for (const profile of PROFILE_NAMES) {
+    it(`${profile}: data written in VRAM is read back through the same pointer after eviction to system memory`, () => {
+      const rig = gpuRig(profile);
+      const a = newBo(rig, 8, GPU_GEM_DOMAIN_VRAM);
+      const va = mapBo(rig, a);
+      expect(a.memType).toBe(TTM_PL_VRAM);
+      expect(pteLookup(rig.app, va)).toBeNull(); // mmap populates nothing
+      userWrite(rig.app, va, pattern(1, 8));
+      const vramPte = pteLookup(rig.app, va)!;
+      expect(pfnIsRam(rig.m, vramPte.pfn)).toBe(false);
+      expect(vramPte.attr).toBe(profile.startsWith('parisc') ? 'uncached' : 'write-combine');
+      // Pressure: two more VRAM objects; the least recently used (a) is evicted.
+      const b = newBo(rig, 8, GPU_GEM_DOMAIN_VRAM);
+      const c = newBo(rig, 8, GPU_GEM_DOMAIN_VRAM);
+      expect([a.memType, b.memType, c.memType]).toEqual([TTM_PL_SYSTEM, TTM_PL_VRAM, TTM_PL_VRAM]);
+      expect(pteLookup(rig.app, va)).toBeNull(); // shot down by the move
+      expect(userRead(rig.app, va, 8 * P)).toEqual(pattern(1, 8));
+      const sysPte = pteLookup(rig.app, va)!;
+      expect(pfnIsRam(rig.m, sysPte.pfn)).toBe(true);
+      expect(sysPte.pfn).toBe(a.pfns[0]);
+      expect(machineFindings(rig.m)).toEqual([]);
+    });
+  }
+
+  it('one fault maps up to 16 pages forward, bounded by the VMA; a concurrent fault on a mapped page succeeds', () => {
+    const rig = gpuRig('x86_64', { vramBytes: 64 * P });
+    const bo = newBo(rig, 40, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, bo);
+    userRead(rig.app, va + 2 * P + 5, 1);
+    const present = ptesIn(rig, va, 40);
+    expect(present.filter(Boolean).length).toBe(16);
+    expect(present.indexOf(true)).toBe(2);
+    expect(present.lastIndexOf(true)).toBe(17);
+    // Near the end the window stops at the VMA's end.
+    userRead(rig.app, va + 35 * P, 1);
+    expect(ptesIn(rig, va, 40).slice(35)).toEqual([true, true, true, true, true]);
+    // The fault that lost the race: its PTE is already there, it is left alone and the fault succeeds.
+    const vma = vmaLookup(rig.app, va)!;
+    const before = pteLookup(rig.app, va + 5 * P);
+    const ret = ttmBoVmFault({
+      vma,
+      address: (va + 5 * P) as UserVa,
+      realAddress: (va + 5 * P) as UserVa,
+      pgoff: vma.vmPgoff + 5,
+      flags: 0,
+      page: null,
+    });
+    expect(ret).toBe(VM_FAULT_NOPAGE);
+    expect(pteLookup(rig.app, va + 5 * P)).toEqual(before);
+    // …and, like the kernel's loop, it keeps prefaulting forward past present PTEs: pages 18–20 are new.
+    expect(ptesIn(rig, va, 40).filter(Boolean).length).toBe(24);
+    expect(ptesIn(rig, va, 40).slice(18, 22)).toEqual([true, true, true, false]);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('mmap makes one VM_PFNMAP|VM_IO VMA whose vm_pgoff names the object', () => {
+    const rig = gpuRig();
+    const bo = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, bo);
+    const vma = vmaLookup(rig.app, va)!;
+    const want = VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP;
+    expect(vma.vmFlags & want).toBe(want);
+    expect(vma.vmPgoff).toBe(bo.vmaNode.start);
+    expect(vma.vmPgoff * P).toBe(2 ** 32);
+  });
+
+  it('a fault during a move waits for the move’s fence (RETRY first) and then maps the new placement', () => {
+    const rig = gpuRig('arm64-noncoherent', { copyNsPerPage: 5000 });
+    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, a);
+    userWrite(rig.app, va, pattern(7, 4));
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
+    expect(a.memType).toBe(TTM_PL_SYSTEM);
+    const jobs = pendingJobs(rig.m);
+    expect(jobs.length).toBe(1);
+    const due = jobs[0]!.due;
+    expect(due - rig.m.clock.time).toBe(20000);
+    const results: number[] = [];
+    rig.m.bus.on('page-fault', (ev) => results.push(ev.result));
+    expect(userRead(rig.app, va, 4 * P)).toEqual(pattern(7, 4));
+    expect(rig.m.clock.time).toBe(due);
+    expect(results[0]! & VM_FAULT_RETRY).toBe(VM_FAULT_RETRY);
+    expect(results[1]).toBe(VM_FAULT_NOPAGE);
+    expect(results.length).toBe(2);
+    expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('a move without the shoot-down leaves the user writing to the old placement: the checker reports the lost write', () => {
+    const rig = gpuRig('x86_64', { bugs: ['no-unmap-on-move'] });
+    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, a);
+    userWrite(rig.app, va, pattern(1, 4));
+    const oldPfn = pteLookup(rig.app, va)!.pfn;
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
+    expect(pteLookup(rig.app, va)!.pfn).toBe(oldPfn); // the stale PTE survived
+    advanceTime(rig.m, 100_000); // the copy has completed
+    userWrite(rig.app, va, new Uint8Array([0xee, 0xee]));
+    const f = machineFindings(rig.m);
+    expect(f.map((x) => x.code)).toEqual(['BO_STALE_PTE']);
+    expect(f[0]!.verdict).toBe('broken');
+    expect(f[0]!.message).toContain('write lost: app wrote 2 bytes of buffer object');
+    expect(f[0]!.message).toContain('did not shoot down the user PTEs first');
+    // The object's bytes (read by a second process mapping it afresh) never got the write.
+    const other = mapBo(rig, a);
+    expect(userRead(rig.app, other, 2)).toEqual(pattern(1, 4).subarray(0, 2));
+  });
+
+  for (const profile of PROFILE_NAMES) {
+    it(`${profile}: get_user_pages on a buffer-object mapping is refused in every placement`, () => {
+      const rig = gpuRig(profile);
+      const vram = newBo(rig, 2, GPU_GEM_DOMAIN_VRAM);
+      const gtt = newBo(rig, 2, GPU_GEM_DOMAIN_GTT);
+      const swapped = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+      const sys = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+      const vas = [vram, gtt, swapped, sys].map((bo) => mapBo(rig, bo));
+      for (const va of vas) userWrite(rig.app, va, new Uint8Array([1]));
+      expect(ttmBoSwapout(rig.gpu, ttmOperationCtx(), TTM_PL_SYSTEM, 0, 2 * P)).toBe(2 * P);
+      expect([vram, gtt, sys, swapped].map((b) => b.placementName)).toEqual([
+        'vram',
+        'tt',
+        'system',
+        'swapped',
+      ]);
+      expect(gtt.memType).toBe(TTM_PL_TT);
+      for (const va of vas) {
+        const pages: (Page | null)[] = [null];
+        expect(getUserPages(rig.app, va, 1, FOLL_WRITE, pages)).toBe(-EFAULT);
+        expect(pages[0]).toBeNull();
+      }
+      // The swapped object comes back on the next access, bytes intact.
+      expect(userRead(rig.app, vas[2]!, 1)).toEqual(new Uint8Array([1]));
+      expect(swapped.placementName).toBe('system');
+      expect(machineFindings(rig.m)).toEqual([]);
+    });
+  }
+});
