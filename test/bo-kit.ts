@@ -33,7 +33,7 @@ export interface GpuRig {
 }
 
 export function gpuRig(profile = 'x86_64', gpu: Partial<AddGpuOptions> = {}): GpuRig {
-  const m = createMachine({ profile, ramBytes: 64 << 20 });
+  const m = createMachine({ profile, ramBytes: 32 << 20 });
   const g = addGpu(m, { name: 'gpu0', vramBytes: 16 * PAGE_SIZE, gttBytes: 16 * PAGE_SIZE, ...gpu });
   const app = spawnProcess(m, 'app');
   const fd = sysOpen(app, g.path);

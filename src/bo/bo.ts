@@ -69,6 +69,7 @@ import {
   resvLock,
   resvUnlock,
   resvWaitKernel,
+  setManagerMove,
 } from './internal/sync.js';
 import { type TtPage, ttCreate, ttFreePages, ttPopulate, ttSwapout, ttTakePages } from './internal/tt.js';
 import { drmVmaNodeUnmap, drmVmaOffsetAdd, drmVmaOffsetRemove } from './vma-manager.js';
@@ -108,7 +109,7 @@ function assertHeld(m: Machine, bo: BoObjState, call: string): void {
     reportFinding(
       m,
       WARN.code,
-      `WARNING: ${call}: the buffer object's reservation lock is not held (dma_resv_assert_held)`,
+      `WARNING: ${call}: the buffer object’s reservation lock is not held (dma_resv_assert_held)`,
       {
         details: { bo: bo.id },
       },
@@ -216,7 +217,7 @@ function driverMove(
   }
   const fence = gpuCopy(m, bdev, src, dst, free);
   resvAddKernelFence(m, bo.resv, fence);
-  if (!oldTt) bdev.man[old!.memType]!.move = fence;
+  if (!oldTt) setManagerMove(m, bdev, old!.memType, fence);
   switchResource(bdev, bo, res);
   return 0;
 }

@@ -21,6 +21,7 @@ import { TTM_PL_SYSTEM, TTM_PL_TT, TTM_PL_VRAM } from './consts.js';
 import { bdevHandle, type TtmDevice } from './handles.js';
 import { newManager } from './internal/resource.js';
 import { boState } from './internal/state.js';
+import { copyEngineContext } from './internal/sync.js';
 import { drmFops } from './vm.js';
 
 /** Deliberate driver bugs a test can switch on. */
@@ -124,6 +125,8 @@ export function addGpu(m: Machine, options: AddGpuOptions): TtmDevice {
     copyNsPerPage,
     bugs: [...bugs],
     zombies: [],
+    fenceContext: copyEngineContext(m),
+    fenceSeqno: 0,
   });
   return bdevHandle(m, id);
 }

@@ -10,7 +10,6 @@ import {
   type Device,
   DmalabError,
   deviceDmaAccess,
-  deviceJob,
   deviceLocalAccess,
   type Machine,
   PAGE_SIZE,
@@ -36,7 +35,7 @@ import {
   type TtmPlace,
   type TtmPlacement,
 } from './internal/state.js';
-import { moveFenceCreate, moveFenceSignal, pruneFences } from './internal/sync.js';
+import { moveFenceCreate, moveFenceSignalPut } from './internal/sync.js';
 import type { TtPage } from './internal/tt.js';
 import { ttFreePages } from './internal/tt.js';
 
@@ -103,13 +102,12 @@ export function gpuCopy(
   free: TtPage[],
 ): number {
   const dev = m.devices[bdev.device]!;
-  const fence = moveFenceCreate(m, m.clock.time);
+  const fence = moveFenceCreate(m, bdev);
   const done: MoveDone = { bdev: bdev.id, fence, src, dst, free };
-  const job = submitDeviceJob(dev, { kind: 'idle' }, dst.addrs.length * bdev.copyNsPerPage, {
+  submitDeviceJob(dev, { kind: 'idle' }, dst.addrs.length * bdev.copyNsPerPage, {
     handler: MOVE_DONE_HANDLER,
     arg: done,
   });
-  boState(m).sync.fences.get(fence)!.due = deviceJob(m, job)!.due;
   return fence;
 }
 
@@ -167,9 +165,8 @@ export function gpuBoPlacementFromDomain(domain: number): TtmPlacement {
 registerJobHandler(MOVE_DONE_HANDLER, (m, _job, arg) => {
   const done = arg as MoveDone;
   gpuCopyRun(m, done);
-  moveFenceSignal(m, done.fence);
+  moveFenceSignalPut(m, done.fence);
   const bdev = boState(m).bdevs[done.bdev]!;
   if (done.free.length > 0) ttFreePages(m.devices[bdev.device]!, bdev, done.free);
   freeZombies(m, bdev);
-  pruneFences(m);
 });

@@ -33,6 +33,7 @@ function profileArg(value: string, previous: string[]): string[] {
   return previous.includes(value) ? previous : [...previous, value];
 }
 
+/** `--seed N`: a decimal integer that fits the machine's 32-bit seed. */
 export function seedArg(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n > 0xffff_ffff) {
@@ -48,6 +49,7 @@ export function profileOption(): Option<'-p, --profile <name>', undefined, strin
     .default([] as string[], 'all');
 }
 
+/** The profiles asked for with `--profile`, in the built-in order; all of them when none was asked for. */
 export function chosenProfiles(asked: readonly string[]): string[] {
   return asked.length === 0 ? [...PROFILE_NAMES] : PROFILE_NAMES.filter((p) => asked.includes(p));
 }

@@ -137,7 +137,7 @@ export function renderMatrixReport(mx: MatrixResult, color: boolean): string {
   const results = matrixResults(mx);
   const notes = results.filter((r) => r.verdict === 'broken' || !r.matches);
   for (const r of notes) {
-    const why = r.explanation ?? (r.bytes !== null && !r.bytes.ok ? r.bytes.detail : 'no finding');
+    const why = whyLine(r);
     const tag = r.matches ? '' : ` ${bad(color, `(expected ${r.expected})`)}`;
     out.push(`${r.scenario} / ${r.profile}: ${verdictText(r.verdict, color)}${tag} — ${why}`);
   }
@@ -147,6 +147,25 @@ export function renderMatrixReport(mx: MatrixResult, color: boolean): string {
     `${n} scenario${n === 1 ? '' : 's'} × ${mx.profiles.length} profiles — ${summary(results, color)}`,
   );
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * The one line that says why a cell is what it is. For stale data the
+ * checker's own facts make the line: who read, whose write was missed and
+ * what hid it (the full message is long: `dmalab run` shows it).
+ */
+export function whyLine(r: ScenarioResult): string {
+  const f = r.findings.find((x) => x.verdict === r.verdict);
+  const d = f?.details as
+    | { reader?: { agent?: string }; hiddenWrite?: { agent?: string; kind?: string; step?: number } }
+    | undefined;
+  const hiddenBy = f?.message.match(/hidden by ([^;]+)/)?.[1];
+  if (f?.code === 'STALE_DATA' && d?.reader?.agent !== undefined && d.hiddenWrite !== undefined && hiddenBy) {
+    const w = d.hiddenWrite;
+    const what = w.kind === 'device' ? 'DMA write' : 'CPU store';
+    return `STALE_DATA at step ${f.step}: ${d.reader.agent} missed ${w.agent}'s ${what} of step ${w.step}, hidden by ${hiddenBy}`;
+  }
+  return r.explanation ?? (r.bytes !== null && !r.bytes.ok ? r.bytes.detail : 'no finding');
 }
 
 /** SARIF with one run per scenario and profile. */

@@ -58,10 +58,16 @@ export function emptyBoCheck(): BoCheckState {
 export function onBoInit(st: DebugState, ev: BoInitEvent): void {
   const s = st.bo;
   if (!s.paths.includes(ev.path)) s.paths.push(ev.path);
+  const pages = Math.ceil(ev.size / PAGE_SIZE);
+  // An object whose fake offset this one reuses was released (it may live on as a zombie until its
+  // moves complete): no mapping can reach it any more.
+  for (const [id, o] of s.objs) {
+    if (o.path === ev.path && o.pgoff < ev.pgoff + pages && ev.pgoff < o.pgoff + o.pages) s.objs.delete(id);
+  }
   s.objs.set(ev.bo, {
     path: ev.path,
     pgoff: ev.pgoff,
-    pages: Math.ceil(ev.size / PAGE_SIZE),
+    pages,
     pfns: [],
     placement: 'none',
     movedAt: ev.step,

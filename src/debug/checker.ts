@@ -8,6 +8,13 @@ import type { Machine } from '../machine/index.js';
 import { aliasCpuAccess, onPteInstall, onPteRemove } from './alias.js';
 import { boCpuAccess, onBoDestroy, onBoInit, onBoMove, onBoVmaMap, onBoVmaUnmap } from './bo.js';
 import {
+  dmaBufDeviceAccess,
+  onDmaBufDetach,
+  onDmaBufMap,
+  onDmaBufMoveNotify,
+  onDmaBufUnmap,
+} from './dmabuf.js';
+import {
   onAlloc,
   onFree,
   onMap,
@@ -74,6 +81,10 @@ export function attachChecker(m: Machine): void {
   });
   bus.on('vma-map', (ev) => onBoVmaMap(st(), ev));
   bus.on('bo-init', (ev) => onBoInit(st(), ev));
+  bus.on('dmabuf-map', (ev) => onDmaBufMap(st(), ev));
+  bus.on('dmabuf-unmap', (ev) => onDmaBufUnmap(st(), ev));
+  bus.on('dmabuf-detach', (ev) => onDmaBufDetach(st(), ev));
+  bus.on('dmabuf-move-notify', (ev) => onDmaBufMoveNotify(st(), ev));
   bus.on('bo-move', (ev) => onBoMove(st(), ev));
   bus.on('bo-destroy', (ev) => onBoDestroy(st(), ev));
   bus.on('driver-bind', (ev) => {
@@ -98,6 +109,7 @@ export function attachChecker(m: Machine): void {
     const s = st();
     const id = dev(ev.device);
     deviceAccessOwnership(m, s, id, ev);
+    dmaBufDeviceAccess(m, s, id, ev);
     oracleDevice(m, s, id, ev);
   });
   bus.on('cache-writeback', (ev) => oracleWriteback(m, st(), ev));

@@ -124,6 +124,10 @@ export const DMA_FREE_MMAPPED = latent(
   'DMA_FREE_MMAPPED',
   'DMA memory freed while a user mapping made by dma_mmap_* still points at it (the process keeps stale PTEs to freed pages)',
 );
+export const DMABUF_MOVED_MAPPING = latent(
+  'DMABUF_MOVED_MAPPING',
+  'a device used a dma-buf mapping after the exporter announced a move (move_notify) and before its importer mapped again: a write is lost to the buffer (broken), a read sees the old place',
+);
 export const STALE_DATA = registerFindingCode({
   code: 'STALE_DATA',
   severity: 'error',

@@ -9,7 +9,7 @@
  * finding carries its step, so nothing is lost in a flood.
  */
 
-import { type FindingCode, type Machine, reportFinding } from '../machine/index.js';
+import { type FindingCode, type FindingVerdict, type Machine, reportFinding } from '../machine/index.js';
 import { deviceDriverName } from '../mm/index.js';
 import { dmaApiPrefix, dmalabPrefix } from './messages.js';
 import type { Buf, DebugState, Entry } from './state.js';
@@ -40,6 +40,7 @@ export function raise(
   text: string,
   details: Record<string, unknown>,
   agent?: string,
+  verdict?: FindingVerdict,
 ): void {
   const { name, driver } = deviceNames(m, st, dev);
   const prefix = code.verdict === 'api' ? dmaApiPrefix(name, driver) : dmalabPrefix(name, driver);
@@ -47,6 +48,7 @@ export function raise(
     ...(name !== null ? { device: name } : {}),
     ...(driver !== null ? { driver } : {}),
     ...(agent !== undefined ? { agent } : {}),
+    ...(verdict !== undefined ? { verdict } : {}),
     details: name !== null ? { device: name, ...details } : details,
   });
 }

@@ -17,6 +17,7 @@
 
 import { type Hasher, type Machine, registerSlot } from '../machine/index.js';
 import { type BoCheckState, emptyBoCheck } from './bo.js';
+import { type DmaBufCheckState, emptyDmaBufCheck } from './dmabuf.js';
 import { copyReadLog, createReadLog, type ReadLog } from './internal/readlog.js';
 import {
   createShadow,
@@ -173,6 +174,8 @@ export interface DebugState {
   userMaps: UserMap[];
   /** Buffer objects and their user mappings (seed 004; see bo.ts). */
   bo: BoCheckState;
+  /** dma-buf attachments' mappings and moves (see dmabuf.ts). */
+  dmabuf: DmaBufCheckState;
 }
 
 /** A user mapping of a DMA allocation: the process's VMA range and the allocation's CPU range. */
@@ -211,6 +214,7 @@ function emptyState(): DebugState {
     reads: createReadLog(),
     userMaps: [],
     bo: emptyBoCheck(),
+    dmabuf: emptyDmaBufCheck(),
   };
 }
 
@@ -273,6 +277,7 @@ export function initDebugState(m: Machine): void {
  */
 function hashState(st: DebugState, h: Hasher): void {
   h.value(st.bo);
+  h.value(st.dmabuf);
   for (const u of st.userMaps) h.word(u.pid).num(u.start).num(u.end).str(u.device).num(u.cpuAddr).num(u.size);
   for (let d = 0; d < st.devs.length; d++) {
     const dev = st.devs[d];

@@ -90,10 +90,13 @@ function emitMap(at: DmaBufAttachment, dir: number, cached: boolean, r: SgTable 
   });
 }
 
-function emitUnmap(at: DmaBufAttachment, dir: number, cached: boolean): void {
+function emitUnmap(at: DmaBufAttachment, sgt: SgTable, dir: number, cached: boolean): void {
   const m = at.machine;
   if (m.bus.wants['dmabuf-unmap']) {
+    const { dmaAddrs, dmaLengths } = tablePieces(sgt);
     m.bus.emit({
+      dmaAddrs,
+      dmaLengths,
       type: 'dmabuf-unmap',
       buf: at.state.buf,
       attachment: at.id,
@@ -278,7 +281,7 @@ function detachInner(dmabuf: DmaBuf, at: DmaBufAttachment, b: DmaBufState): void
   const a = at.state;
   const kept = keptSgt(m).get(at.id);
   if (kept !== undefined && a.sgtDir >= 0) {
-    emitUnmap(at, a.sgtDir, false);
+    emitUnmap(at, kept, a.sgtDir, false);
     dmabuf.ops.unmapDmaBuf(at, kept, a.sgtDir);
     if (dmaBufIsDynamic(dmabuf)) callUnpin(at);
     keptSgt(m).delete(at.id);
@@ -393,10 +396,10 @@ function unmapInner(attach: DmaBufAttachment, sgt: SgTable, dir: number, call: s
   }
   if (dmaBufAttachmentIsDynamic(attach) || dmaBufIsDynamic(attach.dmabuf)) lockHeld(attach.dmabuf, call);
   if (keptSgt(m).get(attach.id) === sgt) {
-    emitUnmap(attach, dir, true);
+    emitUnmap(attach, sgt, dir, true);
     return;
   }
-  emitUnmap(attach, dir, false);
+  emitUnmap(attach, sgt, dir, false);
   attach.dmabuf.ops.unmapDmaBuf(attach, sgt, dir);
 }
 

@@ -23,25 +23,8 @@ import {
   PROFILE_NAMES,
   submitDeviceJob,
 } from '../machine/index.js';
+import { fdInstall, kernelWrite, spawnProcess, userRead } from '../mm/index.js';
 import {
-  fdInstall,
-  kernelWrite,
-  MAP_ANONYMOUS,
-  MAP_PRIVATE,
-  MAP_SHARED,
-  PROT_READ,
-  PROT_WRITE,
-  type Process,
-  spawnProcess,
-  sysIoctl,
-  sysMmap,
-  userRead,
-  userWrite,
-} from '../mm/index.js';
-import {
-  DMA_BUF_IOCTL_SYNC,
-  DMA_BUF_SYNC_END,
-  DMA_BUF_SYNC_START,
   DMA_RESV_USAGE_BOOKKEEP,
   DMA_RESV_USAGE_READ,
   DMA_RESV_USAGE_WRITE,

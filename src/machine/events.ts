@@ -674,7 +674,7 @@ export interface DmaBufMapEvent extends EventBase {
   dmaLengths: readonly number[];
 }
 
-/** An attachment's mapping given back; `cached`: the core keeps it (no exporter call). */
+/** An attachment's mapping given back (its DMA segments); `cached`: the core keeps it (no exporter call). */
 export interface DmaBufUnmapEvent extends EventBase {
   type: 'dmabuf-unmap';
   buf: number;
@@ -682,6 +682,8 @@ export interface DmaBufUnmapEvent extends EventBase {
   device: string;
   dir: number;
   cached: boolean;
+  dmaAddrs: readonly number[];
+  dmaLengths: readonly number[];
 }
 
 /** `dma_buf_pin`/`dma_buf_unpin` (or the core's pin for a static importer of a dynamic exporter). */

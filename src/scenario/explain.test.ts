@@ -151,6 +151,22 @@ describe('explainSemantics: bounces, attributes, mappings', () => {
     });
   });
 
+  it('scatter-gather: the IOMMU merges contiguous entries, dma-direct never does; each entry bounces on its own', () => {
+    const sg = explainSemantics({
+      profiles: ['parisc', 'x86_64', 'swiotlb-force', 'parisc-pcxl'],
+      calls: ['dma_map_sg', 'dma_unmap_sg'],
+    });
+    const at = (p: string, call: string, dir: string) =>
+      sg.find((r) => r.profile === p && r.call === call && r.dir === dir)!;
+    expect(at('parisc', 'dma_map_sg', 'DMA_TO_DEVICE').result).toBe('sba: 2 entries → 1 segment');
+    expect(at('x86_64', 'dma_map_sg', 'DMA_TO_DEVICE').result).toBe('dma-direct: 2 entries → 2 segments');
+    expect(at('swiotlb-force', 'dma_map_sg', 'DMA_FROM_DEVICE').bounce).toEqual(['to-slot', 'to-slot']);
+    expect(at('swiotlb-force', 'dma_unmap_sg', 'DMA_FROM_DEVICE').bounce).toEqual(['from-slot', 'from-slot']);
+    expect(at('parisc-pcxl', 'dma_unmap_sg', 'DMA_FROM_DEVICE').cache).toEqual([
+      { op: 'invalidate', on: 'buffer' },
+    ]);
+  });
+
   it('rejects an unknown call or profile with a DmalabError', () => {
     expect(() => explainSemantics({ calls: ['dma_map_bogus'] })).toThrow(/unknown call 'dma_map_bogus'/);
     expect(() => explainSemantics({ profiles: ['vax'] })).toThrow(/unknown profile 'vax'/);

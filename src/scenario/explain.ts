@@ -30,13 +30,17 @@ import {
   dmaAllocCoherent,
   dmaAllocNoncoherent,
   dmaDirName,
+  dmaMapSg,
   dmaMapSingleAttrs,
   dmaMmapAttrs,
   dmaSyncSingleForCpu,
   dmaSyncSingleForDevice,
+  dmaUnmapSg,
   dmaUnmapSingleAttrs,
   formatDmaAttrs,
+  getDmaOps,
 } from '../dma/index.js';
+import { createScatterlist, type Scatterlist, sgAt, sgInitTable, sgSetPage } from '../lib/index.js';
 import {
   __freePages,
   addDevice,
@@ -49,6 +53,7 @@ import {
   type Machine,
   type MachineEvent,
   type MemAttr,
+  nthPage,
   PAGE_SIZE,
   PROFILE_NAMES,
   pageToPhys,
@@ -108,6 +113,8 @@ export const SEMANTICS_CALLS: readonly string[] = [
   'dma_unmap_single',
   'dma_map_single_attrs',
   'dma_unmap_single_attrs',
+  'dma_map_sg',
+  'dma_unmap_sg',
   'dma_alloc_coherent',
   'dma_alloc_attrs',
   'dma_alloc_noncoherent',
@@ -271,6 +278,41 @@ function probeOnMapping(
   );
 }
 
+/** Two page entries over one physically contiguous block: whether the backend merges them shows. */
+function sgProbe(profile: string): { p: Probe; sg: Scatterlist } {
+  const m = createMachine({ profile, ramBytes: RAM, check: false });
+  const dev = addDevice(m, { name: 'probe' });
+  const page = allocPages(m, GFP_KERNEL, 1);
+  if (page === null) throw new DmalabError('explain: the probe pages could not be allocated');
+  const sg = createScatterlist(2);
+  sgInitTable(sg, 2);
+  sgSetPage(sgAt(sg, 0), page, PAGE_SIZE, 0);
+  sgSetPage(sgAt(sg, 1), nthPage(page, 1), PAGE_SIZE, 0);
+  const pa = pageToPhys(page);
+  return { p: { m, dev, va: physToVirt(pa), pa, size: 2 * PAGE_SIZE }, sg };
+}
+
+/** `dma_map_sg` of a dirty two-entry list: maintenance, bounces, and the segments it became. */
+function probeMapSg(profile: string, call: string, dir: DmaDataDirection): SemanticsRow {
+  const { p, sg } = sgProbe(profile);
+  dirty(p);
+  const r = observe(p.m, () => dmaMapSg(p.dev, sg, 2, dir));
+  const result =
+    r.value === 0
+      ? 'failed'
+      : `${getDmaOps(p.dev).name}: 2 entries → ${r.value} segment${r.value === 1 ? '' : 's'}`;
+  return row(profile, call, dir, 0, r.events, p, null, result);
+}
+
+/** `dma_unmap_sg` of a mapped list whose pages the CPU dirtied since. */
+function probeUnmapSg(profile: string, call: string, dir: DmaDataDirection): SemanticsRow {
+  const { p, sg } = sgProbe(profile);
+  const n = dmaMapSg(p.dev, sg, 2, dir);
+  dirty(p);
+  const r = observe(p.m, () => dmaUnmapSg(p.dev, sg, 2, dir));
+  return row(profile, call, dir, 0, r.events, p, null, n === 0 ? 'failed' : 'ok');
+}
+
 /**
  * An allocation. The page it will get is first taken, dirtied and given
  * back, so that maintenance on it (`arch_dma_prep_coherent`) is visible: the
@@ -376,6 +418,10 @@ function probeCall(profile: string, call: string): SemanticsRow[] {
           dmaUnmapSingleAttrs(dev, a, n, d, DMA_ATTR_SKIP_CPU_SYNC),
         ),
       );
+    case 'dma_map_sg':
+      return DIRS.map((d) => probeMapSg(profile, call, d));
+    case 'dma_unmap_sg':
+      return DIRS.map((d) => probeUnmapSg(profile, call, d));
     case 'dma_alloc_coherent':
       return [probeAlloc(profile, call, null, 0, (dev) => dmaAllocCoherent(dev, SIZE, GFP_KERNEL))];
     case 'dma_alloc_attrs':

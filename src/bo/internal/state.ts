@@ -115,30 +115,15 @@ export interface BdevState {
   bugs: string[];
   /** BOs released while busy (`deleted`), freed when idle (the delayed-delete work). */
   zombies: number[];
+  /** The copy engine's fence timeline. */
+  fenceContext: number;
+  fenceSeqno: number;
 }
 
 export interface BoLayerState {
   bdevs: BdevState[];
   bos: Map<number, BoObjState>;
   nextBo: number;
-  /** Move fences and reservation objects (see sync.ts). */
-  sync: SyncState;
-}
-
-/** A move fence: signalled when the copy engine's last job of the move completes. */
-export interface MoveFence {
-  id: number;
-  signaled: boolean;
-  /** Model time by which the job signalling it completes. */
-  due: number;
-}
-
-export interface SyncState {
-  fences: Map<number, MoveFence>;
-  nextFence: number;
-  /** Reservation objects: held or not, and their kernel-usage fences. */
-  resvs: Map<number, { locked: boolean; kernel: number[] }>;
-  nextResv: number;
 }
 
 export function boState(m: Machine): BoLayerState {
@@ -153,7 +138,6 @@ export function initBo(m: Machine): void {
     bdevs: [],
     bos: new Map(),
     nextBo: 1,
-    sync: { fences: new Map(), nextFence: 1, resvs: new Map(), nextResv: 1 },
   } satisfies BoLayerState;
   registerSlot(m, {
     name: 'bo',
@@ -163,7 +147,7 @@ export function initBo(m: Machine): void {
     },
     hash: (mm: Machine, h: Hasher) => {
       const s = boState(mm);
-      h.value(s.bdevs).value(s.bos).num(s.nextBo).value(s.sync);
+      h.value(s.bdevs).value(s.bos).num(s.nextBo);
     },
   });
 }

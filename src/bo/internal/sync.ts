@@ -1,106 +1,109 @@
 /**
- * Move fences and reservation objects as TTM uses them: a pipelined move
- * adds a fence to the BO's reservation object with KERNEL usage; a fault
- * and an eviction wait for those fences only. This is the narrow interface
- * the bo layer needs; it is kept apart so the layer's users see one shape
- * whatever implements it.
+ * Move fences and reservation objects as TTM uses them, on the dma-buf
+ * layer's `dma_fence` and `dma_resv`: a pipelined move signals a fence on
+ * the device's copy-engine timeline and adds it to the object's
+ * reservation object with KERNEL usage; faults and evictions wait for
+ * KERNEL fences only. State keeps ids; the handles come from the dmabuf
+ * layer.
  */
 
-import { type Machine, runUntil } from '../../machine/index.js';
-import { boState, type MoveFence } from './state.js';
+import {
+  DMA_RESV_USAGE_KERNEL,
+  type DmaFence,
+  type DmaFenceOps,
+  dmaFenceContextAlloc,
+  dmaFenceGet,
+  dmaFenceInit,
+  dmaFenceIsSignaled,
+  dmaFencePut,
+  dmaFenceSignal,
+  dmaResvAddFence,
+  dmaResvFini,
+  dmaResvInit,
+  dmaResvIsLocked,
+  dmaResvLock,
+  dmaResvReserveFences,
+  dmaResvTestSignaled,
+  dmaResvUnlock,
+  dmaResvWaitTimeout,
+  fenceHandle,
+  MAX_SCHEDULE_TIMEOUT,
+  resvHandle,
+} from '../../dmabuf/index.js';
+import type { Machine } from '../../machine/index.js';
+import { type BdevState, boState } from './state.js';
 
-function fences(m: Machine) {
-  return boState(m).sync;
+/** The copy engine's fences (`dma_fence_ops` of a driver's move fences). */
+const moveFenceOps: DmaFenceOps = {
+  getDriverName: () => 'ttm',
+  getTimelineName: (f: DmaFence) => {
+    const b = boState(f.machine).bdevs.find((d) => d.fenceContext === f.context);
+    return b === undefined ? 'copy' : `${b.name}.copy`;
+  },
+};
+
+/** A fence context for a device's copy engine (`dma_fence_context_alloc`). */
+export function copyEngineContext(m: Machine): number {
+  return dmaFenceContextAlloc(m, 1);
 }
 
-/** A new unsignalled move fence, to be signalled by a job due at `due`. */
-export function moveFenceCreate(m: Machine, due: number): number {
-  const s = fences(m);
-  const id = s.nextFence++;
-  s.fences.set(id, { id, signaled: false, due });
-  return id;
+/** A new unsignalled move fence on the device's copy-engine timeline; the caller owns the reference. */
+export function moveFenceCreate(m: Machine, bdev: BdevState): number {
+  return dmaFenceInit(m, moveFenceOps, bdev.fenceContext, ++bdev.fenceSeqno).id;
 }
 
-function fence(m: Machine, id: number): MoveFence | undefined {
-  return fences(m).fences.get(id);
+/** Signals a move fence and drops the job's reference. */
+export function moveFenceSignalPut(m: Machine, id: number): void {
+  const f = fenceHandle(m, id);
+  dmaFenceSignal(f);
+  dmaFencePut(f);
 }
 
-export function moveFenceSignal(m: Machine, id: number): void {
-  const f = fence(m, id);
-  if (f !== undefined) f.signaled = true;
-}
-
-/** Signalled, or long forgotten (fences are dropped once signalled and unreferenced). */
 export function moveFenceSignaled(m: Machine, id: number): boolean {
-  return fence(m, id)?.signaled ?? true;
+  return dmaFenceIsSignaled(fenceHandle(m, id));
 }
 
-/** `dma_fence_wait()`: model time runs (device jobs complete) until the fence signals. */
-export function moveFenceWait(m: Machine, id: number): void {
-  const f = fence(m, id);
-  if (f === undefined || f.signaled) return;
-  runUntil(m, f.due);
+/** `man->move = dma_fence_get(fence)`, dropping the previous one. */
+export function setManagerMove(m: Machine, bdev: BdevState, memType: number, id: number): void {
+  const man = bdev.man[memType]!;
+  if (man.move >= 0) dmaFencePut(fenceHandle(m, man.move));
+  man.move = dmaFenceGet(fenceHandle(m, id)).id;
 }
 
-/** `dma_resv_init()`: a reservation object id. */
+/** `dma_resv_init()`: the object's reservation object id. */
 export function resvCreate(m: Machine): number {
-  const s = fences(m);
-  const id = s.nextResv++;
-  s.resvs.set(id, { locked: false, kernel: [] });
-  return id;
+  return dmaResvInit(m).id;
 }
 
 export function resvFini(m: Machine, resv: number): void {
-  fences(m).resvs.delete(resv);
+  dmaResvFini(resvHandle(m, resv));
 }
 
-function resvOf(m: Machine, resv: number) {
-  const r = fences(m).resvs.get(resv);
-  if (r === undefined) throw new Error(`reservation object ${resv} is gone`);
-  return r;
-}
-
-export function resvLock(m: Machine, resv: number): void {
-  resvOf(m, resv).locked = true;
+export function resvLock(m: Machine, resv: number): number {
+  return dmaResvLock(resvHandle(m, resv), null);
 }
 
 export function resvUnlock(m: Machine, resv: number): void {
-  resvOf(m, resv).locked = false;
+  dmaResvUnlock(resvHandle(m, resv));
 }
 
 export function resvHeld(m: Machine, resv: number): boolean {
-  return resvOf(m, resv).locked;
+  return dmaResvIsLocked(resvHandle(m, resv));
 }
 
-/** `dma_resv_add_fence(resv, fence, DMA_RESV_USAGE_KERNEL)`. */
+/** `dma_resv_reserve_fences(resv, 1)` + `dma_resv_add_fence(resv, fence, DMA_RESV_USAGE_KERNEL)`. */
 export function resvAddKernelFence(m: Machine, resv: number, fenceId: number): void {
-  const r = resvOf(m, resv);
-  if (!r.kernel.includes(fenceId)) r.kernel.push(fenceId);
-}
-
-/** The unsignalled KERNEL fences (signalled ones are pruned, as the kernel's lists are). */
-export function resvKernelPending(m: Machine, resv: number): number[] {
-  const r = resvOf(m, resv);
-  r.kernel = r.kernel.filter((f) => !moveFenceSignaled(m, f));
-  return r.kernel;
+  const r = resvHandle(m, resv);
+  dmaResvReserveFences(r, 1);
+  dmaResvAddFence(r, fenceHandle(m, fenceId), DMA_RESV_USAGE_KERNEL);
 }
 
 /** `dma_resv_test_signaled(resv, DMA_RESV_USAGE_KERNEL)`. */
 export function resvKernelIdle(m: Machine, resv: number): boolean {
-  return resvKernelPending(m, resv).length === 0;
+  return dmaResvTestSignaled(resvHandle(m, resv), DMA_RESV_USAGE_KERNEL);
 }
 
-/** `dma_resv_wait_timeout(resv, DMA_RESV_USAGE_KERNEL, …)` without a timeout. */
-export function resvWaitKernel(m: Machine, resv: number): void {
-  for (const f of resvKernelPending(m, resv).slice()) moveFenceWait(m, f);
-  resvKernelPending(m, resv);
-}
-
-/** Drops signalled fences nobody refers to any more. */
-export function pruneFences(m: Machine): void {
-  const s = fences(m);
-  const live = new Set<number>();
-  for (const r of s.resvs.values()) for (const f of r.kernel) live.add(f);
-  for (const b of boState(m).bdevs) for (const man of b.man) live.add(man.move);
-  for (const [id, f] of s.fences) if (f.signaled && !live.has(id)) s.fences.delete(id);
+/** `dma_resv_wait_timeout(resv, DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT)`. */
+export function resvWaitKernel(m: Machine, resv: number): number {
+  return dmaResvWaitTimeout(resvHandle(m, resv), DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT);
 }

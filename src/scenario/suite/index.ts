@@ -12,6 +12,8 @@ import { SCENARIO_FILES } from './files.js';
 import './seed000.js';
 import './seed001.js';
 import './seed002.js';
+import './seed003.js';
+import './seed004.js';
 
 /** Catalogue order: seed thread first, then the order of scenarios/README.md. */
 export const CATALOGUE: readonly string[] = [
@@ -31,6 +33,10 @@ export const CATALOGUE: readonly string[] = [
   'gpu-require-coherent',
   'display-low-1g-green-frame',
   'rdma-user-mr-noncoherent',
+  'dmabuf-two-driver-table',
+  'dmabuf-two-driver-exclusive',
+  'bo-migrate-under-mapping',
+  'bo-migrate-stale-pte',
 ];
 
 let cache: readonly Scenario[] | null = null;

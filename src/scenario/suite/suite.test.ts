@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { PROFILE_NAMES } from '../../machine/index.js';
 import { runMatrix, scenarioReportJson } from '../index.js';
 import { SCENARIO_FILES } from './files.js';
 import { builtinScenarios, CATALOGUE } from './index.js';
@@ -12,6 +13,7 @@ const U = 'DMA_UNREACHABLE';
 const I = 'IOMMU_FAULT';
 const M = 'UNMAPPED_DMA';
 const O = 'OWNERSHIP';
+const C = 'DMA_CACHELINE_OVERLAP';
 
 /** Exact findings per profile, as code lists in the order raised: the seed suite's pinned behaviour. */
 const EXPECTED: Record<string, Record<string, string[]>> = {
@@ -63,6 +65,17 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     'parisc-pcxl': [O],
     'swiotlb-force': [O, S],
   },
+  'dmabuf-two-driver-table': {
+    x86_64: [O, O, O, O],
+    'arm64-coherent': [O, O, O, O],
+    'arm64-noncoherent': [O, O, O, O, O, S],
+    parisc: [O, O, S, C, O, S, S, S, O, S, O, S],
+    'parisc-pcxl': [O, O, S, C, C, C, C, O, S, S, S, O, S, O, S],
+    'swiotlb-force': [O, O, O, S, O, S],
+  },
+  'dmabuf-two-driver-exclusive': { parisc: [S, S, S, S], 'parisc-pcxl': [S, S] },
+  'bo-migrate-under-mapping': {},
+  'bo-migrate-stale-pte': Object.fromEntries(PROFILE_NAMES.map((p) => [p, ['BO_STALE_PTE', 'BO_STALE_PTE']])),
 };
 
 describe('the seed suite', () => {
