@@ -3,6 +3,7 @@
  * stdout and a readable line on stderr. Not part of `npm test`.
  */
 
+import { boBenchmarks } from './bo.bench.js';
 import { debugBenchmarks } from './debug.bench.js';
 import { dmaBenchmarks } from './dma.bench.js';
 import { allResults } from './lib.js';
@@ -30,6 +31,10 @@ if (only === undefined || only === 'debug') {
 if (only === undefined || only === 'scatterlist') {
   process.stderr.write('scatterlist\n');
   await scatterlistBenchmarks();
+}
+if (only === undefined || only === 'bo') {
+  process.stderr.write('buffer objects\n');
+  await boBenchmarks();
 }
 const missed = allResults().filter((r) => r.pass === false);
 process.stderr.write(

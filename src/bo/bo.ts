@@ -9,6 +9,7 @@
  * handler waits for.
  */
 
+import { EDEADLK } from '../dmabuf/index.js';
 import {
   apiCall,
   DmalabError,
@@ -39,6 +40,7 @@ import {
 } from './consts.js';
 import { type CopySide, gpuCopy, gpuEvictFlags, gpuTtCaching, vramAddr } from './gpu.js';
 import { backingPfns, boHandle, placementName, type TtmBufferObject, type TtmDevice } from './handles.js';
+import { primeMoveNotify, primeSetBacking } from './internal/prime-notify.js';
 import { freeBo } from './internal/release.js';
 import {
   evictionValuable,
@@ -237,6 +239,7 @@ function handleMoveMem(
   const unmapped = !bdev.bugs.includes('no-unmap-on-move');
   if (unmapped) unmapVirtual(m, bo);
   const from = placementName(bo);
+  primeMoveNotify(m, bo);
   if (bdev.man[res.memType]!.useTt && bo.tt === null) ttCreate(bo, gpuTtCaching(m, bdev));
   const r = driverMove(m, bdev, bo, res, ctx);
   if (r !== 0) {
@@ -245,6 +248,7 @@ function handleMoveMem(
   }
   ctx.bytesMoved += bo.size;
   lruTail(bdev, bo);
+  primeSetBacking(m, bo);
   emitMove(m, bdev, bo, from, evict ? 'evict' : 'validate', unmapped);
   return 0;
 }
@@ -294,7 +298,9 @@ function evictAlloc(
     for (const list of man.lru) {
       for (const id of list) {
         const v = boState(m).bos.get(id);
-        if (v === undefined || v.id === bo.id || v.pinCount > 0 || v.resource === null) continue;
+        // The walk only trylocks: an object someone holds reserved is passed over.
+        if (v === undefined || v.id === bo.id || v.pinCount > 0 || v.resource === null || resvHeld(m, v.resv))
+          continue;
         if (!evictionValuable(v.resource, place)) continue;
         victim = v;
         break;
@@ -493,6 +499,7 @@ export function ttmBoInitValidate(
       preferredDomains: domainsOf(placement),
       allowedDomains: domainsOf(placement),
       resv: resvCreate(m),
+      dmabuf: -1,
     };
     st.bos.set(id, s);
     const handle = boHandle(m, id);
@@ -545,7 +552,7 @@ export function ttmBoReserve(bo: TtmBufferObject, interruptible: boolean, noWait
   return apiCall(m, 'ttm_bo_reserve', () => {
     void interruptible;
     const s = bo.state;
-    if (resvHeld(m, s.resv)) return noWait ? -EBUSY : -35; // EDEADLK
+    if (resvHeld(m, s.resv)) return noWait ? -EBUSY : -EDEADLK;
     resvLock(m, s.resv);
     return 0;
   });
@@ -673,10 +680,12 @@ function swapout(
       }
       resvWaitKernel(m, bo.resv);
       unmapVirtual(m, bo);
+      primeMoveNotify(m, bo);
       const r = ttSwapout(m, devOf(m, bdev), bdev, tt);
       if (r > 0) {
         done += r;
         lruTail(bdev, bo);
+        primeSetBacking(m, bo);
         emitMove(m, bdev, bo, 'system', 'swapout', true);
       }
       resvUnlock(m, bo.resv);
@@ -747,6 +756,7 @@ export function boPopulate(m: Machine, bo: BoObjState, ctx: TtmOperationCtx): nu
   const r = populate(m, bdev, bo, ctx);
   if (r === 0 && !was) {
     lruTail(bdev, bo);
+    primeSetBacking(m, bo);
     emitMove(m, bdev, bo, from, 'populate', true);
   }
   return r;

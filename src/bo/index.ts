@@ -27,5 +27,6 @@ export { type AddGpuOptions, addGpu, type GpuBug } from './device.js';
 export { gpuBoPlacementFromDomain } from './gpu.js';
 export { DrmVmaOffsetManager, DrmVmaOffsetNode, TtmBufferObject, TtmDevice } from './handles.js';
 export { initBo, type TtmOperationCtx, type TtmPlace, type TtmPlacement } from './internal/state.js';
+export { drmGemPrimeExport, drmGemPrimeHandleToFd, ttmDmaBufOps } from './prime.js';
 export * from './vm.js';
 export * from './vma-manager.js';

@@ -281,10 +281,17 @@ export function drmGemHandleDelete(file: File, handle: number): number {
 }
 
 /**
- * The DRM file's operations: `mmap` is `drm_gem_mmap`; `release`
+ * The DRM file's operations: `open` notes the device's shared address
+ * space, `mmap` is `drm_gem_mmap`; `release`
  * (`drm_release` → `drm_gem_release`) drops every handle of the file.
  */
 export const drmFops: FileOperations = {
+  // drm_open: every file of the device shares one address space (`bdev->dev_mapping`).
+  open: (_inode: Inode, file: File) => {
+    const bdev = bdevByPath(file.machine, file.path);
+    if (bdev !== undefined) bdev.mappingId = file.fMapping.id;
+    return 0;
+  },
   mmap: (file: File, vma: Vma) => drmGemMmap(file, vma),
   release: (_inode: Inode, file: File) => {
     const d = file.privateData as DrmFileData | undefined;

@@ -14,7 +14,8 @@ const LEGEND = [
   '       invalidate = dropped, dirty bytes discarded (arm64 dc ivac, PA-RISC pdc "purge").',
   'bounce: to-slot / from-slot = swiotlb copies between the buffer and its bounce slot;',
   '        (slot) = maintenance done on the bounce slot instead of the buffer.',
-  'bytes: 4096 = a page-sized kmalloc buffer; 64 = a small one, which may share a cache line.',
+  'bytes: the size mapped or allocated; 64 = a small kmalloc buffer, which may share a cache line',
+  '       with its neighbour (arm64 bounces it for a non-coherent device); dma_*_sg map two pages.',
   'mapping: the attribute of the CPU view an allocation returns, or of the user mapping dma_mmap_* makes.',
   'Every row is measured: the call runs on a fresh machine and the events it emits are read.',
 ];

@@ -247,20 +247,25 @@ export function dmaBufDynamicAttach(
       });
     }
     // A mismatch of dynamism: map once now, bidirectionally, and keep it (pinned when the exporter can move).
+    // (Under the reservation lock, as dma_buf_dynamic_attach takes it: pin and map require it.)
     if (dmaBufAttachmentIsDynamic(at) !== dmaBufIsDynamic(dmabuf)) {
       const exporterDynamic = dmaBufIsDynamic(dmabuf);
-      if (exporterDynamic) {
-        const r = callPin(at);
-        if (r !== 0) return detachFailed(dmabuf, at, b, r);
-      }
-      const sgt = exporterMap(at, 0);
-      emitMap(at, 0, false, sgt);
-      if (typeof sgt === 'number') {
-        if (exporterDynamic) callUnpin(at);
-        return detachFailed(dmabuf, at, b, sgt);
-      }
-      keptSgt(m).set(id, sgt);
-      a.sgtDir = 0;
+      const err = withResvLock(dmabuf, () => {
+        if (exporterDynamic) {
+          const r = callPin(at);
+          if (r !== 0) return r;
+        }
+        const sgt = exporterMap(at, 0);
+        emitMap(at, 0, false, sgt);
+        if (typeof sgt === 'number') {
+          if (exporterDynamic) callUnpin(at);
+          return sgt;
+        }
+        keptSgt(m).set(id, sgt);
+        a.sgtDir = 0;
+        return 0;
+      });
+      if (err !== 0) return detachFailed(dmabuf, at, b, err);
     }
     return at;
   });
@@ -281,9 +286,11 @@ function detachInner(dmabuf: DmaBuf, at: DmaBufAttachment, b: DmaBufState): void
   const a = at.state;
   const kept = keptSgt(m).get(at.id);
   if (kept !== undefined && a.sgtDir >= 0) {
-    emitUnmap(at, kept, a.sgtDir, false);
-    dmabuf.ops.unmapDmaBuf(at, kept, a.sgtDir);
-    if (dmaBufIsDynamic(dmabuf)) callUnpin(at);
+    withResvLock(dmabuf, () => {
+      emitUnmap(at, kept, a.sgtDir, false);
+      dmabuf.ops.unmapDmaBuf(at, kept, a.sgtDir);
+      if (dmaBufIsDynamic(dmabuf)) callUnpin(at);
+    });
     keptSgt(m).delete(at.id);
     a.sgtDir = -1;
   }

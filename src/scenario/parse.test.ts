@@ -128,7 +128,7 @@ describe('parseScenario', () => {
   it('names references to things that do not exist', () => {
     expect(failure(GOOD.replace('at: buf', 'at: nothing'))).toMatchObject({
       field: 'agents[0].steps[0].deviceDmaWrite.at',
-      message: expect.stringContaining("no DMA mapping or buffer named 'nothing'"),
+      message: expect.stringContaining("no DMA mapping or coherent buffer named 'nothing'"),
     });
     expect(failure(GOOD.replace('device: dev0\n    steps', 'device: dev9\n    steps'))).toMatchObject({
       line: 13,
@@ -138,6 +138,13 @@ describe('parseScenario', () => {
       line: 17,
       field: 'final[0].read',
     });
+  });
+
+  it('refuses a device access to a kmalloc buffer that was never mapped', () => {
+    const text = GOOD.replace('kind: coherent, device: dev0,', 'kind: kmalloc,');
+    expect(failure(text).message).toBe(
+      "bad.yaml:15:31: agents[0].steps[0].deviceDmaWrite.at: no DMA mapping or coherent buffer named 'buf' (a kmalloc buffer has no bus address until dmaMapSingle maps it)",
+    );
   });
 
   it('refuses an expectation on a profile the scenario does not run on', () => {

@@ -150,6 +150,7 @@ export function parseScenario(file: string, text: string): Scenario {
     devices.add(d.name);
   });
   const buffers = new Set<string>();
+  const kmallocs = new Set(f.buffers.filter((b) => b.kind === 'kmalloc').map((b) => b.name));
   f.buffers.forEach((b, i) => {
     if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);
     buffers.add(b.name);
@@ -217,15 +218,18 @@ export function parseScenario(file: string, text: string): Scenario {
         ? mappings.has(u.name)
         : u.kind === 'map'
           ? maps.has(u.name)
-          : mappings.has(u.name) || buffers.has(u.name);
+          : mappings.has(u.name) || (buffers.has(u.name) && !kmallocs.has(u.name));
     if (!ok) {
       const what =
         u.kind === 'map'
           ? 'user mapping (mmap … as)'
           : u.kind === 'mapping'
             ? 'DMA mapping'
-            : 'DMA mapping or buffer';
-      at.fail(u.path, `no ${what} named '${u.name}'`);
+            : 'DMA mapping or coherent buffer';
+      const hint = kmallocs.has(u.name)
+        ? ' (a kmalloc buffer has no bus address until dmaMapSingle maps it)'
+        : '';
+      at.fail(u.path, `no ${what} named '${u.name}'${hint}`);
     }
   }
   const final: FinalCondition[] = f.final.map((c, i) => {

@@ -74,6 +74,8 @@ export interface BoObjState {
   allowedDomains: number;
   /** The reservation object (`base.resv`). */
   resv: number;
+  /** The dma-buf it is exported as (`base.dma_buf`), or -1. */
+  dmabuf: number;
 }
 
 /** `struct ttm_resource_manager` of one memory type. */

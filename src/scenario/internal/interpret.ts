@@ -159,15 +159,19 @@ function hex(n: number): string {
   return formatHex(n);
 }
 
-/** A device's bus address for `at`: a DMA mapping's handle or a coherent buffer's. */
+/** A device's bus address for `at`: a DMA mapping's handle (null when it failed) or a coherent buffer's. */
 function busAddress(w: World, s: StepSpec, name: string): DmaAddr | null {
-  if (w.mappings.has(name)) return w.mappings.get(name)?.dma ?? null;
   const b = w.buffers.get(name);
-  if (b === undefined || b.dma === null) {
-    w.ctx.check(false, at(w, s, `'${name}' has no bus address (not mapped, or not a coherent buffer)`));
-    return null;
+  if (b !== undefined) return b.dma;
+  const mp = w.mappings.get(name);
+  if (mp === undefined) {
+    throw new DmalabError(`mapping '${name}' used before the step that makes it (wait for a signal first)`, {
+      file: w.file,
+      line: s.line,
+      field: 'at',
+    });
   }
-  return b.dma;
+  return mp?.dma ?? null;
 }
 
 function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined> {
@@ -288,7 +292,7 @@ function* deviceStep(w: World, dev: Device, s: StepSpec): Generator<Yielded, voi
   const a = s.args;
   const target = str(a, 'at');
   const bus = busAddress(w, s, target);
-  if (bus === null) return yield { op: `${s.op} skipped (${target} has no bus address)` };
+  if (bus === null) return yield { op: `${s.op} skipped (${target} has no bus address: it failed)` };
   const addr = bus + num(a, 'offset');
   const len = num(a, 'length');
   const duration = a.duration as number | undefined;

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { PROFILE_NAMES } from '../../machine/index.js';
-import { runMatrix, scenarioReportJson } from '../index.js';
+import { runMatrix, runScenario, scenarioReportJson } from '../index.js';
 import { SCENARIO_FILES } from './files.js';
 import { builtinScenarios, CATALOGUE } from './index.js';
 
@@ -120,6 +120,19 @@ describe('the seed suite', () => {
     const again = runMatrix(suite);
     expect(scenarioReportJson(again)).toBe(scenarioReportJson(matrix));
     expect(scenarioReportJson(matrix)).not.toMatch(/\/work\/|file:|stack/);
+  });
+
+  it('keeps every expectation under another seed, and a recorded schedule replays the run exactly', () => {
+    const other = runMatrix(suite, { seed: 3 });
+    const misses = other.rows.flatMap((r) =>
+      r.cells.filter((c) => !c.matches).map((c) => `${c.scenario}@${c.profile}`),
+    );
+    expect(misses).toEqual([]);
+    const s = suite.find((x) => x.name === 'dmabuf-two-driver-table')!;
+    const first = runScenario(s, { profile: 'arm64-noncoherent', seed: 3 });
+    const replay = runScenario(s, { profile: 'arm64-noncoherent', seed: 3, schedule: first.schedule });
+    expect(scenarioReportJson([replay])).toBe(scenarioReportJson([first]));
+    expect(first.schedule.length).toBeGreaterThan(first.timeline.length / 2);
   });
 
   it('embeds scenarios/ exactly as the files are (run tools/embed-scenarios.ts after an edit)', () => {

@@ -1,0 +1,131 @@
+import { describe, expect, it } from 'vitest';
+import { gpuRig, mapBo, newBo, pattern } from '../../test/bo-kit.js';
+import {
+  addDevice,
+  DMA_RESV_USAGE_KERNEL,
+  DMA_TO_DEVICE,
+  type DmaBuf,
+  type DmaBufAttachment,
+  deviceDmaRead,
+  dmaBufAttach,
+  dmaBufDetach,
+  dmaBufDynamicAttach,
+  dmaBufMapAttachmentUnlocked,
+  dmaBufUnmapAttachmentUnlocked,
+  dmaResvWaitTimeout,
+  drmGemPrimeExport,
+  drmGemPrimeHandleToFd,
+  fget,
+  forEachSgtableDmaSg,
+  fputFile,
+  GPU_GEM_DOMAIN_GTT,
+  GPU_GEM_DOMAIN_VRAM,
+  MAP_SHARED,
+  MAX_SCHEDULE_TIMEOUT,
+  machineFindings,
+  O_RDWR,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  pteLookup,
+  resvHandle,
+  type SgTable,
+  sgDmaAddress,
+  sgDmaLen,
+  sysMmap,
+  TTM_PL_SYSTEM,
+  TTM_PL_TT,
+  TTM_PL_VRAM,
+  ttmBoEvictFirst,
+  ttmOperationCtx,
+  userRead,
+  userWrite,
+} from '../index.js';
+
+const P = PAGE_SIZE;
+
+function deviceReadAll(dev: Parameters<typeof deviceDmaRead>[0], sgt: SgTable, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let off = 0;
+  for (const sg of forEachSgtableDmaSg(sgt)) {
+    out.set(deviceDmaRead(dev, sgDmaAddress(sg), sgDmaLen(sg)), off);
+    off += sgDmaLen(sg);
+  }
+  return out;
+}
+
+function exported(rig: ReturnType<typeof gpuRig>, bo: Parameters<typeof drmGemPrimeExport>[0]): DmaBuf {
+  const file = fget(rig.app, rig.fd)!;
+  const db = drmGemPrimeExport(bo, O_RDWR, file);
+  fputFile(file);
+  if (typeof db === 'number') throw new Error(String(db));
+  return db;
+}
+
+describe('a buffer object exported as a dma-buf', () => {
+  for (const profile of ['x86_64', 'arm64-noncoherent', 'parisc']) {
+    it(`${profile}: a dynamic importer hears move_notify before each move and maps again to reach the new pages`, () => {
+      const rig = gpuRig(profile);
+      const disp = addDevice(rig.m, { name: 'disp0', dmaMaskBits: 32 });
+      const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM | GPU_GEM_DOMAIN_GTT);
+      const va = mapBo(rig, a);
+      userWrite(rig.app, va, pattern(2, 4));
+      const db = exported(rig, a);
+      const notified: number[] = [];
+      const ops = { moveNotify: (at: DmaBufAttachment) => void notified.push(at.id) };
+      const at = dmaBufDynamicAttach(db, disp, ops);
+      if (typeof at === 'number') throw new Error(String(at));
+      let sgt = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE) as SgTable;
+      expect(a.memType).toBe(TTM_PL_TT); // VRAM is not handed out: the object moved to GTT
+      expect(notified).toEqual([at.id]);
+      // The copy out of VRAM is pipelined: the importer waits for the KERNEL fences before its DMA.
+      const resv = db.resv;
+      expect(dmaResvWaitTimeout(resv, DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT)).toBeGreaterThan(0);
+      expect(deviceReadAll(disp, sgt, 4 * P)).toEqual(pattern(2, 4));
+      expect(ttmBoEvictFirst(rig.gpu, TTM_PL_TT, ttmOperationCtx())).toBe(0);
+      expect(a.memType).toBe(TTM_PL_SYSTEM);
+      expect(notified).toEqual([at.id, at.id]);
+      dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_TO_DEVICE);
+      userWrite(rig.app, va, new Uint8Array([0x77]));
+      sgt = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE) as SgTable;
+      expect(a.memType).toBe(TTM_PL_TT);
+      const want = pattern(2, 4);
+      want[0] = 0x77;
+      expect(deviceReadAll(disp, sgt, 4 * P)).toEqual(want);
+      dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_TO_DEVICE);
+      dmaBufDetach(db, at);
+      expect(machineFindings(rig.m)).toEqual([]);
+    });
+  }
+
+  it('a static importer keeps the object pinned in GTT until it detaches', () => {
+    const rig = gpuRig();
+    const disp = addDevice(rig.m, { name: 'disp0' });
+    const a = newBo(rig, 2, GPU_GEM_DOMAIN_VRAM | GPU_GEM_DOMAIN_GTT);
+    const db = exported(rig, a);
+    const at = dmaBufAttach(db, disp);
+    if (typeof at === 'number') throw new Error(String(at));
+    expect([a.memType, a.pinCount]).toEqual([TTM_PL_TT, 1]);
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_TT, ttmOperationCtx())).toBe(-2); // -ENOENT: nothing evictable
+    dmaBufDetach(db, at);
+    expect(a.pinCount).toBe(0);
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_TT, ttmOperationCtx())).toBe(0);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('a user mmap of the dma-buf fd is the object’s mapping: moves shoot it down and it re-faults', () => {
+    const rig = gpuRig('arm64-noncoherent');
+    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const dbfd = drmGemPrimeHandleToFd(rig.app, rig.fd, 1, O_RDWR);
+    expect(dbfd).toBeGreaterThan(rig.fd);
+    const va = sysMmap(rig.app, 0, 4 * P, PROT_READ | PROT_WRITE, MAP_SHARED, dbfd, 0);
+    expect(va).toBeGreaterThan(0);
+    userWrite(rig.app, va, pattern(6, 4));
+    expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
+    expect(pteLookup(rig.app, va)).toBeNull();
+    expect(userRead(rig.app, va, 4 * P)).toEqual(pattern(6, 4));
+    expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+});
