@@ -141,6 +141,7 @@ function newEntry(
       owner: 0,
       devOwned: null,
       bounced: false,
+      skipSync: false,
       reported: 0,
       since: 0,
       sinceCall: '',
@@ -283,6 +284,7 @@ export function onMap(m: Machine, st: DebugState, dev: number, ev: DmaMapEvent):
     checkIllegalArea(m, st, dev, ev.phys, ev.size);
     const bounced = st.lastBounce.step === ev.step && st.lastBounce.dev === ev.device;
     e.buf = createBuf(m, st, dev, 'phy', ev.dir, null, ev.phys, ev.size, true, bounced, e);
+    e.buf.skipSync = (ev.attrs & DMA_ATTR_SKIP_CPU_SYNC) !== 0;
   }
   addDmaEntry(m, st, e);
 }
@@ -464,6 +466,7 @@ function mapSg(
   for (let i = 0; i < nents; i++) pieces.push(phys[i]!, lengths[i]!);
   const bounced = st.lastBounce.step === ev.step && st.lastBounce.dev === ev.device;
   const buf = createBuf(m, st, dev, 'scatter-gather', ev.dir, pieces, 0, 0, deviceOwned, bounced);
+  buf.skipSync = (ev.attrs & DMA_ATTR_SKIP_CPU_SYNC) !== 0;
   let off = 0;
   for (let k = 0; k < mapped; k++) {
     const e = newEntry(

@@ -90,6 +90,7 @@ export function createBuf(
       owner: OWNER_CPU,
       devOwned: null,
       bounced,
+      skipSync: false,
       reported: 0,
       since: 0,
       sinceCall: '',
@@ -112,6 +113,7 @@ export function createBuf(
     buf.total = total;
     buf.devOwned = null;
     buf.bounced = bounced;
+    buf.skipSync = false;
     buf.reported = 0;
     buf.entries = 0;
     buf.indexed = false;
@@ -303,6 +305,18 @@ function firstEntryOf(st: DebugState, buf: Buf): Entry | null {
   return null;
 }
 
+/**
+ * A mapping made with DMA_ATTR_SKIP_CPU_SYNC whose driver keeps the CPU
+ * side coherent without syncs: the device works on the memory itself (no
+ * bounce slot) and either the access bypasses the caches or the device
+ * snoops them. Then no CPU access needs to wait for an ownership change
+ * (seed 003's first remedy: coherent or uncached buffers only).
+ */
+function coherentForCpu(m: Machine, buf: Buf, ev: CpuAccessEvent): boolean {
+  if (!buf.skipSync || buf.bounced) return false;
+  return ev.attr !== 'cached' || m.hw.devices[buf.dev]?.coherence === 'snoop';
+}
+
 /** OWNERSHIP and SHARED_CACHELINE for a CPU load or store (not an internal copy). */
 export function cpuAccessOwnership(m: Machine, st: DebugState, ev: CpuAccessEvent): void {
   const bufs = bufsOver(st, ev.pa, ev.len);
@@ -317,7 +331,7 @@ export function cpuAccessOwnership(m: Machine, st: DebugState, ev: CpuAccessEven
       const len = p[i + 1]!;
       const lo = Math.max(ev.pa, start);
       const hi = Math.min(end, start + len);
-      if (lo < hi && deviceOwnsAny(buf, off + lo - start, off + hi - start)) {
+      if (lo < hi && !coherentForCpu(m, buf, ev) && deviceOwnsAny(buf, off + lo - start, off + hi - start)) {
         if (ev.write) cpuViolation(m, st, buf, CPU_STORE, ev, lo, hi);
         else if (buf.dir === DMA_FROM_DEVICE || buf.dir === DMA_BIDIRECTIONAL) {
           cpuViolation(m, st, buf, CPU_LOAD, ev, lo, hi);

@@ -103,6 +103,12 @@ export interface Buf {
   devOwned: number[] | null;
   /** The device works on a bounce slot: the original's cache lines are never exposed to it. */
   bounced: boolean;
+  /**
+   * Mapped with DMA_ATTR_SKIP_CPU_SYNC: the driver keeps the CPU side
+   * coherent itself (uncached views, or a snooping device), as coherent
+   * dma-buf exporters do.
+   */
+  skipSync: boolean;
   /** Finding kinds already reported since the last change of ownership. */
   reported: number;
   /** Step and call of the last change of ownership. */
@@ -299,6 +305,7 @@ function hashState(st: DebugState, h: Hasher): void {
           .word(b.owner)
           .value(b.devOwned)
           .word(b.bounced ? 1 : 0)
+          .word(b.skipSync ? 1 : 0)
           .word(b.reported);
       }
     }

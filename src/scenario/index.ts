@@ -5,7 +5,7 @@
 
 export * from './explain.js';
 export { parseScenario } from './parse.js';
-export { scenarioReportJson } from './report.js';
+export { describeExpectation, scenarioReportJson } from './report.js';
 export { type BuiltinRun, type BuiltinScenario, registerBuiltin, runMatrix, runScenario } from './run.js';
 export {
   type Agent,

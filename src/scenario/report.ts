@@ -5,7 +5,8 @@
  */
 
 import { findingData, stableStringify } from '../debug/index.js';
-import type { MatrixResult, ScenarioResult } from './types.js';
+import type { Verdict } from '../machine/index.js';
+import type { MatrixResult, Scenario, ScenarioResult } from './types.js';
 
 function resultData(r: ScenarioResult): Record<string, unknown> {
   return {
@@ -34,4 +35,21 @@ export function scenarioReportJson(results: readonly ScenarioResult[] | MatrixRe
     return `${stableStringify({ profiles: results.profiles, rows })}\n`;
   }
   return `${stableStringify({ results: results.map(resultData) })}\n`;
+}
+
+const ORDER: readonly Verdict[] = ['broken', 'latent', 'api', 'clean'];
+
+/**
+ * A scenario's expected verdicts in one line, worst first, the last group
+ * as "elsewhere": `broken on parisc; clean elsewhere`, `clean everywhere`.
+ * The catalogue (scenarios/README.md) uses exactly this wording.
+ */
+export function describeExpectation(s: Scenario): string {
+  const groups = ORDER.map(
+    (v) => [v, s.profiles.filter((p) => (s.expect[p] ?? 'clean') === v)] as const,
+  ).filter(([, ps]) => ps.length > 0);
+  if (groups.length === 1) return `${groups[0]![0]} everywhere`;
+  return groups
+    .map(([v, ps], i) => (i === groups.length - 1 ? `${v} elsewhere` : `${v} on ${ps.join(', ')}`))
+    .join('; ');
 }

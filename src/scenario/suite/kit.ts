@@ -45,6 +45,11 @@ export function builtin(meta: BuiltinMeta, setup: (m: Machine, ctx: RunContext) 
   });
 }
 
+/** The same expected verdict on every built-in profile. */
+export function everywhere(verdict: Verdict): Record<string, Verdict> {
+  return Object.fromEntries(PROFILE_NAMES.map((p) => [p, verdict]));
+}
+
 export function filled(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);
 }

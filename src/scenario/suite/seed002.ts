@@ -11,6 +11,7 @@ import {
   DMA_BIT_MASK,
   DMA_FROM_DEVICE,
   DMA_TO_DEVICE,
+  type DmaDataDirection,
   dmaAddressingLimited,
   dmaMappingError,
   dmaMapSgtable,
@@ -62,7 +63,7 @@ import {
 } from '../../mm/index.js';
 import type { BuiltinRun } from '../run.js';
 import { type AgentBody, type RunContext, wait } from '../runtime.js';
-import { builtin, filled, hex, pageList, scatteredPages } from './kit.js';
+import { builtin, everywhere, filled, hex, pageList, scatteredPages } from './kit.js';
 
 const PAGES = 4;
 
@@ -121,14 +122,7 @@ builtin(
     name: 'sg-page-list-cpu-iterator',
     intent: 'a page list programmed from an IOMMU-merged scatterlist with the CPU page iterator',
     seed: '002',
-    expect: {
-      x86_64: 'broken',
-      'arm64-coherent': 'broken',
-      'arm64-noncoherent': 'broken',
-      parisc: 'broken',
-      'parisc-pcxl': 'broken',
-      'swiotlb-force': 'broken',
-    },
+    expect: everywhere('broken'),
   },
   (m, ctx) => pageListCase(m, ctx, false),
 );
@@ -147,8 +141,8 @@ function gpuCopy(
   m: Machine,
   ctx: RunContext,
   gpu: Device,
-  map: (va: number, size: number, dir: number) => DmaAddr | null,
-  unmap: (addr: DmaAddr, size: number, dir: number) => void,
+  map: (va: number, size: number, dir: DmaDataDirection) => DmaAddr | null,
+  unmap: (addr: DmaAddr, size: number, dir: DmaDataDirection) => void,
 ): AgentBody {
   return (function* () {
     const src = kmalloc(m, PAGE_SIZE, GFP_KERNEL)!;
@@ -221,15 +215,15 @@ builtin(
       gpu,
       (va, size, dir) => {
         if (dmaAddressingLimited(gpu)) return null;
-        const a = dmaMapSingle(gpu, va, size, dir as 1 | 2);
+        const a = dmaMapSingle(gpu, va, size, dir);
         if (dmaMappingError(gpu, a) !== 0) return null;
         if (dmaNeedSync(gpu, a)) {
-          dmaUnmapSingle(gpu, a, size, dir as 1 | 2);
+          dmaUnmapSingle(gpu, a, size, dir);
           return null;
         }
         return a;
       },
-      (a, size, dir) => dmaUnmapSingle(gpu, a, size, dir as 1 | 2),
+      (a, size, dir) => dmaUnmapSingle(gpu, a, size, dir),
     );
     return { agents: [{ name: 'driver', kind: 'kernel', body }] };
   },
@@ -249,10 +243,10 @@ builtin(
       ctx,
       gpu,
       (va, size, dir) => {
-        const a = dmaMapSingleAttrs(gpu, va, size, dir as 1 | 2, DMA_ATTR_REQUIRE_COHERENT);
+        const a = dmaMapSingleAttrs(gpu, va, size, dir, DMA_ATTR_REQUIRE_COHERENT);
         return dmaMappingError(gpu, a) !== 0 ? null : a;
       },
-      (a, size, dir) => dmaUnmapSingleAttrs(gpu, a, size, dir as 1 | 2, DMA_ATTR_REQUIRE_COHERENT),
+      (a, size, dir) => dmaUnmapSingleAttrs(gpu, a, size, dir, DMA_ATTR_REQUIRE_COHERENT),
     );
     return { agents: [{ name: 'driver', kind: 'kernel', body }] };
   },
