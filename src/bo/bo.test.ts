@@ -61,6 +61,18 @@ describe('placement, LRU and eviction', () => {
     expect(machineFindings(rig.m)).toEqual([]);
   });
 
+  it('evicts lower priorities first', () => {
+    const rig = gpuRig();
+    const a = newBo(rig, 6, GPU_GEM_DOMAIN_VRAM);
+    const b = newBo(rig, 6, GPU_GEM_DOMAIN_VRAM);
+    a.priority = 2; // a is older but more valuable
+    newBo(rig, 6, GPU_GEM_DOMAIN_VRAM);
+    expect([a.memType, b.memType]).toEqual([TTM_PL_VRAM, TTM_PL_SYSTEM]);
+    expect(() => {
+      a.priority = 4;
+    }).toThrow(/priority must be an integer from 0 to 3/);
+  });
+
   it('skips pinned objects; a pinned object refuses to move; nothing evictable is -ENOMEM', () => {
     const rig = gpuRig();
     const a = newBo(rig, 8, GPU_GEM_DOMAIN_VRAM);

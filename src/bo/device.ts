@@ -18,11 +18,11 @@
 import { addDevice, type Coherence, DmalabError, type Machine, PAGE_SIZE } from '../machine/index.js';
 import { registerChrdev } from '../mm/index.js';
 import { TTM_PL_SYSTEM, TTM_PL_TT, TTM_PL_VRAM } from './consts.js';
+import { drmFops } from './drm-file.js';
 import { bdevHandle, type TtmDevice } from './handles.js';
 import { newManager } from './internal/resource.js';
 import { boState } from './internal/state.js';
 import { copyEngineContext } from './internal/sync.js';
-import { drmFops } from './vm.js';
 
 /** Deliberate driver bugs a test can switch on. */
 export type GpuBug = 'no-unmap-on-move';

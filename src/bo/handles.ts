@@ -6,8 +6,9 @@
  * valid; one handle exists per id and machine, so they compare with `===`.
  */
 
-import { type Device, type Machine, PAGE_SIZE } from '../machine/index.js';
-import { MEM_TYPE_NAMES } from './consts.js';
+import { type Device, DmalabError, type Machine, PAGE_SIZE } from '../machine/index.js';
+import { MEM_TYPE_NAMES, TTM_MAX_BO_PRIORITY } from './consts.js';
+import { lruTail } from './internal/resource.js';
 import { type BoObjState, bdevState, boObj, boState } from './internal/state.js';
 
 /** `struct ttm_device`: a GPU's buffer-object memory manager (and the GPU model's device). */
@@ -103,8 +104,16 @@ export class TtmBufferObject {
   get priority(): number {
     return this.state.priority;
   }
+  /** `bo->priority`: 0 is evicted first; changing it moves the object to that LRU's tail. */
   set priority(p: number) {
-    this.state.priority = p;
+    if (!Number.isInteger(p) || p < 0 || p >= TTM_MAX_BO_PRIORITY) {
+      throw new DmalabError(`priority must be an integer from 0 to ${TTM_MAX_BO_PRIORITY - 1}, got ${p}`, {
+        field: 'priority',
+      });
+    }
+    const s = this.state;
+    s.priority = p;
+    lruTail(bdevState(this.machine, s.bdev), s);
   }
   /** `base.vma_node`. */
   get vmaNode(): DrmVmaOffsetNode {

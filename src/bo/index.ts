@@ -24,9 +24,32 @@ export {
 } from './bo.js';
 export * from './consts.js';
 export { type AddGpuOptions, addGpu, type GpuBug } from './device.js';
+export { drmFops } from './drm-file.js';
 export { gpuBoPlacementFromDomain } from './gpu.js';
 export { DrmVmaOffsetManager, DrmVmaOffsetNode, TtmBufferObject, TtmDevice } from './handles.js';
 export { initBo, type TtmOperationCtx, type TtmPlace, type TtmPlacement } from './internal/state.js';
 export { drmGemPrimeExport, drmGemPrimeHandleToFd, ttmDmaBufOps } from './prime.js';
-export * from './vm.js';
+export {
+  DRM_CLOEXEC,
+  DRM_IOCTL_GEM_CLOSE,
+  DRM_IOCTL_MODE_CREATE_DUMB,
+  DRM_IOCTL_MODE_DESTROY_DUMB,
+  DRM_IOCTL_MODE_MAP_DUMB,
+  DRM_IOCTL_PRIME_HANDLE_TO_FD,
+  DRM_RDWR,
+  drmIoctl,
+} from './uapi.js';
+export {
+  drmGemHandleCreate,
+  drmGemHandleDelete,
+  drmGemMmap,
+  drmGemObjectLookup,
+  ttmBoMmapObj,
+  ttmBoVmClose,
+  ttmBoVmFault,
+  ttmBoVmFaultReserved,
+  ttmBoVmOpen,
+  ttmBoVmOps,
+  ttmIoProt,
+} from './vm.js';
 export * from './vma-manager.js';

@@ -6,6 +6,12 @@ import {
   DMA_TO_DEVICE,
   type DmaBuf,
   type DmaBufAttachment,
+  DRM_CLOEXEC,
+  DRM_IOCTL_GEM_CLOSE,
+  DRM_IOCTL_MODE_CREATE_DUMB,
+  DRM_IOCTL_MODE_MAP_DUMB,
+  DRM_IOCTL_PRIME_HANDLE_TO_FD,
+  DRM_RDWR,
   deviceDmaRead,
   dmaBufAttach,
   dmaBufDetach,
@@ -13,13 +19,17 @@ import {
   dmaBufMapAttachmentUnlocked,
   dmaBufUnmapAttachmentUnlocked,
   dmaResvWaitTimeout,
+  drmGemObjectLookup,
   drmGemPrimeExport,
-  drmGemPrimeHandleToFd,
+  EINVAL,
+  ENOTTY,
   fget,
   forEachSgtableDmaSg,
   fputFile,
   GPU_GEM_DOMAIN_GTT,
   GPU_GEM_DOMAIN_VRAM,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
   MAP_SHARED,
   MAX_SCHEDULE_TIMEOUT,
   machineFindings,
@@ -28,10 +38,10 @@ import {
   PROT_READ,
   PROT_WRITE,
   pteLookup,
-  resvHandle,
   type SgTable,
   sgDmaAddress,
   sgDmaLen,
+  sysIoctl,
   sysMmap,
   TTM_PL_SYSTEM,
   TTM_PL_TT,
@@ -113,19 +123,49 @@ describe('a buffer object exported as a dma-buf', () => {
     expect(machineFindings(rig.m)).toEqual([]);
   });
 
-  it('a user mmap of the dma-buf fd is the object’s mapping: moves shoot it down and it re-faults', () => {
+  it('user space alone: a dumb buffer created, mapped and exported by ioctls; the dma-buf mmap is shot down with the object', () => {
     const rig = gpuRig('arm64-noncoherent');
-    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
-    const dbfd = drmGemPrimeHandleToFd(rig.app, rig.fd, 1, O_RDWR);
-    expect(dbfd).toBeGreaterThan(rig.fd);
-    const va = sysMmap(rig.app, 0, 4 * P, PROT_READ | PROT_WRITE, MAP_SHARED, dbfd, 0);
+    const { app, fd } = rig;
+    const args = sysMmap(app, 0, P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const le = (words: number[]) => new Uint8Array(new Uint32Array(words).buffer);
+    // struct drm_mode_create_dumb { height, width, bpp, flags, handle, pitch, size (u64) }
+    userWrite(app, args, le([4, 1024, 32, 0, 0, 0, 0, 0]));
+    expect(sysIoctl(app, fd, DRM_IOCTL_MODE_CREATE_DUMB, args)).toBe(0);
+    const created = new DataView(userRead(app, args, 32)!.buffer);
+    const handle = created.getUint32(16, true);
+    expect([handle, created.getUint32(20, true), Number(created.getBigUint64(24, true))]).toEqual([
+      1,
+      4096,
+      4 * P,
+    ]);
+    // struct drm_mode_map_dumb { handle, pad, offset (u64) }
+    userWrite(app, args, le([handle, 0, 0, 0]));
+    expect(sysIoctl(app, fd, DRM_IOCTL_MODE_MAP_DUMB, args)).toBe(0);
+    expect(Number(new DataView(userRead(app, args, 16)!.buffer).getBigUint64(8, true))).toBe(2 ** 32);
+    // struct drm_prime_handle { handle, flags, fd }
+    userWrite(app, args, le([handle, DRM_CLOEXEC | DRM_RDWR, 0]));
+    expect(sysIoctl(app, fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, args)).toBe(0);
+    const dbfd = new DataView(userRead(app, args, 12)!.buffer).getInt32(8, true);
+    expect(dbfd).toBeGreaterThan(fd);
+    userWrite(app, args, le([handle, 0x10, 0]));
+    expect(sysIoctl(app, fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, args)).toBe(-EINVAL);
+    expect(sysIoctl(app, fd, 0x1234, args)).toBe(-ENOTTY);
+    const va = sysMmap(app, 0, 4 * P, PROT_READ | PROT_WRITE, MAP_SHARED, dbfd, 0);
     expect(va).toBeGreaterThan(0);
-    userWrite(rig.app, va, pattern(6, 4));
-    expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
+    userWrite(app, va, pattern(6, 4));
+    const bo = drmGemObjectLookup(fget(app, fd)!, handle)!;
+    expect(bo.memType).toBe(TTM_PL_VRAM);
+    expect(pteLookup(app, va)!.pfn).toBe(bo.pfns[0]);
     expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
-    expect(pteLookup(rig.app, va)).toBeNull();
-    expect(userRead(rig.app, va, 4 * P)).toEqual(pattern(6, 4));
-    expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
+    expect(pteLookup(app, va)).toBeNull();
+    expect(userRead(app, va, 4 * P)).toEqual(pattern(6, 4));
+    expect(pteLookup(app, va)!.pfn).toBe(bo.pfns[0]);
+    // Closing the handle leaves the object alive: the dma-buf (and the mapping) still hold it.
+    userWrite(app, args, le([handle, 0]));
+    expect(sysIoctl(app, fd, DRM_IOCTL_GEM_CLOSE, args)).toBe(0);
+    expect(sysIoctl(app, fd, DRM_IOCTL_GEM_CLOSE, args)).toBe(-EINVAL);
+    expect(bo.alive).toBe(true);
+    expect(userRead(app, va, 4)).toEqual(pattern(6, 4).subarray(0, 4));
     expect(machineFindings(rig.m)).toEqual([]);
   });
 });

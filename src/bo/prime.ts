@@ -35,14 +35,21 @@ import { createSgTable, type SgTable, sgAllocTableFromPages, sgFreeTable } from 
 import {
   apiCall,
   DmalabError,
-  EBADF,
   EINVAL,
   ENOENT,
   GFP_KERNEL,
   type Machine,
   type Page,
 } from '../machine/index.js';
-import { type File, fget, fputFile, getFileRef, type Process, type Vma, vmaSetFile } from '../mm/index.js';
+import {
+  type File,
+  fputFile,
+  getFileRef,
+  O_ACCMODE,
+  type Process,
+  type Vma,
+  vmaSetFile,
+} from '../mm/index.js';
 import { putBo, ttmBoPin, ttmBoUnpin, ttmBoValidate, ttmOperationCtx } from './bo.js';
 import { GPU_GEM_DOMAIN_GTT, TTM_PL_TT } from './consts.js';
 import { gpuBoPlacementFromDomain } from './gpu.js';
@@ -185,25 +192,20 @@ export function drmGemPrimeExport(
 
 /**
  * `drm_gem_prime_handle_to_fd()` (DRM_IOCTL_PRIME_HANDLE_TO_FD): exports
- * the object behind a GEM handle of the process's DRM file `fd` and
- * installs the dma-buf in a new fd of the process. The fd, or -errno.
+ * the object behind a GEM handle of the DRM file and installs the dma-buf
+ * in a new fd of the calling process (`current`, last as mm's calls have
+ * it). `flags` may hold `DRM_CLOEXEC` and `DRM_RDWR`. The fd, or -errno.
  */
-export function drmGemPrimeHandleToFd(proc: Process, fd: number, handle: number, flags: number): number {
-  const m = proc.machine;
+export function drmGemPrimeHandleToFd(file: File, handle: number, flags: number, current: Process): number {
+  const m = file.machine;
   return apiCall(m, 'drm_gem_prime_handle_to_fd', () => {
-    const file = fget(proc, fd);
-    if (file === null) return -EBADF;
-    try {
-      const bo = drmGemObjectLookup(file, handle);
-      if (bo === null) return -ENOENT;
-      const had = bo.state.dmabuf >= 0;
-      const db = drmGemPrimeExport(bo, flags, file);
-      if (typeof db === 'number') return db;
-      // Each fd holds a reference to the dma-buf's file; the first one is the export's own.
-      if (had) getFileRef(db.file);
-      return dmaBufFd(proc, db, flags & O_CLOEXEC);
-    } finally {
-      fputFile(file);
-    }
+    const bo = drmGemObjectLookup(file, handle);
+    if (bo === null) return -ENOENT;
+    const had = bo.state.dmabuf >= 0;
+    const db = drmGemPrimeExport(bo, flags & O_ACCMODE, file);
+    if (typeof db === 'number') return db;
+    // Each fd holds a reference to the dma-buf's file; the first one is the export's own.
+    if (had) getFileRef(db.file);
+    return dmaBufFd(current, db, flags & O_CLOEXEC);
   });
 }

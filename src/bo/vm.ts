@@ -14,8 +14,6 @@ import {
   FAULT_FLAG_RETRY_NOWAIT,
   FAULT_FLAG_TRIED,
   type File,
-  type FileOperations,
-  type Inode,
   isCowMapping,
   type Pgprot,
   pgprotNoncached,
@@ -219,7 +217,7 @@ export function drmGemMmap(filp: File, vma: Vma): number {
 }
 
 /** The DRM file's private data: GEM handles, as `[handle, bo]` pairs. */
-interface DrmFileData {
+export interface DrmFileData {
   handles: [number, number][];
   next: number;
 }
@@ -258,7 +256,8 @@ export function drmGemObjectLookup(file: File, handle: number): TtmBufferObject 
   return e === undefined ? null : boHandle(file.machine, e[1]);
 }
 
-function deleteHandle(m: Machine, file: File, d: DrmFileData, i: number): void {
+/** Drops handle `i` of the file (its allowance and its reference). */
+export function deleteHandle(m: Machine, file: File, d: DrmFileData, i: number): void {
   const [, id] = d.handles[i]!;
   d.handles.splice(i, 1);
   const bo = boState(m).bos.get(id);
@@ -279,26 +278,3 @@ export function drmGemHandleDelete(file: File, handle: number): number {
     return 0;
   });
 }
-
-/**
- * The DRM file's operations: `open` notes the device's shared address
- * space, `mmap` is `drm_gem_mmap`; `release`
- * (`drm_release` → `drm_gem_release`) drops every handle of the file.
- */
-export const drmFops: FileOperations = {
-  // drm_open: every file of the device shares one address space (`bdev->dev_mapping`).
-  open: (_inode: Inode, file: File) => {
-    const bdev = bdevByPath(file.machine, file.path);
-    if (bdev !== undefined) bdev.mappingId = file.fMapping.id;
-    return 0;
-  },
-  mmap: (file: File, vma: Vma) => drmGemMmap(file, vma),
-  release: (_inode: Inode, file: File) => {
-    const d = file.privateData as DrmFileData | undefined;
-    if (d !== undefined) {
-      while (d.handles.length > 0) deleteHandle(file.machine, file, d, d.handles.length - 1);
-      file.privateData = d;
-    }
-    return 0;
-  },
-};

@@ -117,6 +117,7 @@ export {
   syncFileGetFence,
 } from './sync-file.js';
 export {
+  copyStructFromUser,
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
   DMA_BUF_IOCTL_IMPORT_SYNC_FILE,
   DMA_BUF_IOCTL_SYNC,
@@ -129,8 +130,10 @@ export {
   DMA_BUF_SYNC_START,
   DMA_BUF_SYNC_VALID_FLAGS_MASK,
   DMA_BUF_SYNC_WRITE,
+  ioc,
   O_CLOEXEC,
   O_NONBLOCK,
+  u32At,
 } from './uapi.js';
 
 /**

@@ -36,12 +36,18 @@ describe('the scheduler', () => {
     expect(seen.size).toBeGreaterThan(2);
   });
 
-  it('replays a recorded schedule exactly, and refuses one that does not fit', () => {
+  it('replays a recorded schedule exactly, continues a prefix by seed, and refuses a choice that does not fit', () => {
     const m = machine();
     const first = runAgents(m, new RunContext(m), cpus(), 3);
     const m2 = machine();
     const again = runAgents(m2, new RunContext(m2), cpus(), 999, first.schedule);
     expect(order(again.timeline)).toBe(order(first.timeline));
+    // A prefix: b first, then the seed decides the rest.
+    const m4 = machine();
+    const prefixed = runAgents(m4, new RunContext(m4), cpus(), 3, [1]);
+    expect(prefixed.timeline[0]!.op).toBe('b0');
+    expect(prefixed.schedule[0]).toBe(1);
+    expect(prefixed.timeline).toHaveLength(6);
     const m3 = machine();
     expect(() => runAgents(m3, new RunContext(m3), cpus(), 0, [0, 0, 0, 0, 0])).toThrow(
       /schedule entry 4 \(0\) is not a runnable agent here \(runnable: 1\)/,

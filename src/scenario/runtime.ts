@@ -180,7 +180,8 @@ export const MAX_STEPS = 100_000;
 
 /**
  * Runs agents to completion. At each point the scheduler picks one runnable
- * agent — from `replay` when given, else with the seeded generator — and runs
+ * agent — from `replay` while it lasts (a prefix the explorer chose), then
+ * with the seeded generator — and runs
  * it to its next yield; when none is runnable, model time advances to the
  * next job completion or wake-up. Ends by letting every device job finish.
  * Agents waiting for what can no longer happen are a scenario error.
@@ -223,11 +224,11 @@ export function runAgents(
       continue;
     }
     let pick: number;
-    if (replay !== undefined) {
-      const want = replay[schedule.length];
-      if (want === undefined || !runnable.includes(want)) {
+    const want = replay?.[schedule.length];
+    if (want !== undefined) {
+      if (!runnable.includes(want)) {
         throw new DmalabError(
-          `schedule entry ${schedule.length} (${want ?? 'missing'}) is not a runnable agent here (runnable: ${runnable.join(', ')})`,
+          `schedule entry ${schedule.length} (${want}) is not a runnable agent here (runnable: ${runnable.join(', ')})`,
           { field: 'schedule' },
         );
       }

@@ -155,7 +155,7 @@ export interface RunOptions {
   readonly profile: string;
   /** Scheduler seed (default 0); also the machine's seed. */
   readonly seed?: number;
-  /** Replay these scheduler choices instead of drawing them from the seed. */
+  /** Replay these scheduler choices (agent indices), then go on drawing from the seed. */
   readonly schedule?: readonly number[];
 }
 
