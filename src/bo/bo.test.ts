@@ -215,6 +215,7 @@ describe('release, snapshots and bad input', () => {
       /vramBytes must be a positive multiple of 4096/,
     );
     expect(() => addGpu(m, { name: 'g', colour: 1 } as never)).toThrow(DmalabError);
+    expect(() => addGpu(m, { name: 'g', coherence: 'none' })).toThrow(/set_pages_array_wc/);
     const g = addGpu(m, { name: 'g' });
     expect(() => ttmBoInitValidate(g, 0, ttm_bo_type_device, VRAM)).toThrow(
       /size must be a positive integer/,

@@ -88,6 +88,14 @@ export function addGpu(m: Machine, options: AddGpuOptions): TtmDevice {
   if (!Number.isFinite(copyNsPerPage) || copyNsPerPage < 0) {
     throw new DmalabError(`addGpu: copyNsPerPage must be a non-negative number, got ${copyNsPerPage}`);
   }
+  if (m.profile.arch === 'x86' && options.coherence === 'none') {
+    // The kernel would make the pages' PAT type WC (set_pages_array_wc); dmalab's PFN maps of RAM stay
+    // write-back on x86, so such a GPU would miss the CPU's dirty lines. Refused rather than modelled wrong.
+    throw new DmalabError(
+      "addGpu: a GPU that does not snoop on x86 needs set_pages_array_wc, which dmalab does not model (use coherence 'snoop')",
+      { field: 'coherence' },
+    );
+  }
   const bugs = options.bugs ?? [];
   for (const b of bugs) if (b !== 'no-unmap-on-move') throw new DmalabError(`addGpu: unknown bug '${b}'`);
   const dev = addDevice(m, {

@@ -102,7 +102,8 @@ function fill(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);
 }
 
-function at(w: World, s: StepSpec, what: string): string {
+/** `file:line: what`, for byte conditions. */
+function where(w: World, s: StepSpec, what: string): string {
   return `${w.file}:${s.line}: ${what}`;
 }
 
@@ -113,7 +114,7 @@ function buffer(w: World, name: string): Buffer {
 /** A buffer's kernel address, or null (with a failed check) when it was never allocated. */
 function bufferVa(w: World, s: StepSpec, name: string): KernelVa | null {
   const b = buffer(w, name);
-  if (b.cpu === null) w.ctx.check(false, at(w, s, `buffer '${name}' was never allocated`));
+  if (b.cpu === null) w.ctx.check(false, where(w, s, `buffer '${name}' was never allocated`));
   return b.cpu;
 }
 
@@ -192,7 +193,7 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
       const off = num(a, 'offset');
       const got = kernelRead(w.m, va + off, num(a, 'length'));
       const label = `kernelRead(${str(a, 'buffer')}+${off}, ${num(a, 'length')})`;
-      if (a.expect !== undefined) w.ctx.expectBytes(at(w, s, label), got, num(a, 'expect'));
+      if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
       return yield { op: label };
     }
     case 'dmaMapSingle': {
@@ -210,7 +211,7 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
       const dma = dmaMapSingle(dev, va + off, size, dir);
       const failed = dmaMappingError(dev, dma) !== 0;
       w.mappings.set(name, failed ? null : { dev, dma, size, dir, dirName });
-      if (failed) w.ctx.check(false, at(w, s, `dma_map_single of '${str(a, 'buffer')}' failed`));
+      if (failed) w.ctx.check(false, where(w, s, `dma_map_single of '${str(a, 'buffer')}' failed`));
       const shown = failed ? 'DMA_MAPPING_ERROR' : hex(dma);
       return yield {
         op: `dma_map_single(${dev.name}, ${str(a, 'buffer')}+${off}, ${size}, ${dirName}) = ${shown}`,
@@ -258,7 +259,7 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
       const ok = want === got;
       w.ctx.check(
         ok,
-        at(
+        where(
           w,
           s,
           `mmap(${path}) returned ${got ?? hex(addr)}${ok ? '' : `, expected ${want ?? 'an address'}`}`,
@@ -284,7 +285,7 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
   }
   const got = userRead(proc, um.addr + off, len);
   const label = `userRead(${name}+${off}, ${len})`;
-  if (a.expect !== undefined) w.ctx.expectBytes(at(w, s, label), got, num(a, 'expect'));
+  if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
   return yield { op: label };
 }
 
@@ -316,7 +317,7 @@ function* deviceStep(w: World, dev: Device, s: StepSpec): Generator<Yielded, voi
     yield wait.job(id, `${label}, a job of ${duration} ns`);
     got = deviceJob(w.m, id)?.result ?? null;
   }
-  if (a.expect !== undefined) w.ctx.expectBytes(at(w, s, label), got, num(a, 'expect'));
+  if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
 }
 
 function* agentBody(w: World, spec: AgentSpec): AgentBody {

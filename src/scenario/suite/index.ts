@@ -54,9 +54,9 @@ export function builtinScenarios(): readonly Scenario[] {
     if (s === undefined) throw new DmalabError(`the catalogue names '${name}', which is not in the suite`);
     return s;
   });
-  if (out.length - [...CATALOGUE].filter((n) => !byName.has(n)).length !== byName.size) {
-    const missing = [...byName.keys()].filter((n) => !CATALOGUE.includes(n));
-    throw new DmalabError(`scenarios missing from the catalogue: ${missing.join(', ')}`);
+  const uncatalogued = [...byName.keys()].filter((n) => !CATALOGUE.includes(n));
+  if (uncatalogued.length > 0) {
+    throw new DmalabError(`scenario files missing from the catalogue: ${uncatalogued.join(', ')}`);
   }
   cache = out;
   return out;
