@@ -32,6 +32,7 @@ import {
 import { warn } from './attach.js';
 import { exporterMmap } from './cpu-access.js';
 import type { DmaResv } from './fence-state.js';
+import { dmaBufIoctl } from './ioctl.js';
 import { releaseResv, resvForExport } from './resv-link.js';
 import {
   DMA_BUF_OPS_MEMBERS,
@@ -41,7 +42,7 @@ import {
   dmaBufHandle,
   dmabufState,
 } from './state.js';
-import { dmaBufIoctl, O_CLOEXEC, O_NONBLOCK } from './uapi.js';
+import { O_CLOEXEC, O_NONBLOCK } from './uapi.js';
 
 /**
  * `struct dma_buf_export_info` (`DEFINE_DMA_BUF_EXPORT_INFO` fills

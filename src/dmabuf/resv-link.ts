@@ -5,8 +5,7 @@
  * begin_cpu_access, and the embedded object's life.
  */
 
-import { ENOTTY, type Machine } from '../machine/index.js';
-import type { Process } from '../mm/index.js';
+import type { Machine } from '../machine/index.js';
 import { MAX_SCHEDULE_TIMEOUT } from './fence.js';
 import { type DmaResv, resvHandle } from './fence-state.js';
 import {
@@ -65,13 +64,4 @@ export function resvForExport(m: Machine, shared: DmaResv | undefined): { id: nu
 /** Finalises the embedded reservation object at release (a shared one stays its owner's). */
 export function releaseResv(m: Machine, b: DmaBufState): void {
   if (b.ownResv) dmaResvFini(resvHandle(m, b.resv));
-}
-
-/** DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE (need sync_file: -ENOTTY, as without CONFIG_SYNC_FILE). */
-export function syncFileIoctl(dmabuf: DmaBuf, exportFile: boolean, arg: number, proc: Process): number {
-  void dmabuf;
-  void exportFile;
-  void arg;
-  void proc;
-  return -ENOTTY;
 }

@@ -14,6 +14,7 @@ import {
   PROFILE_NAMES,
 } from '../machine/index.js';
 import {
+  fdInstall,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
   MAP_SHARED,
@@ -28,6 +29,8 @@ import {
   userWrite,
 } from '../mm/index.js';
 import {
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE,
+  DMA_BUF_IOCTL_IMPORT_SYNC_FILE,
   DMA_BUF_IOCTL_SYNC,
   DMA_BUF_SET_NAME_B,
   DMA_BUF_SYNC_END,
@@ -35,12 +38,30 @@ import {
   DMA_BUF_SYNC_START,
   DMA_BUF_SYNC_WRITE,
   DMA_HEAP_IOCTL_ALLOC,
+  DMA_RESV_USAGE_BOOKKEEP,
+  DMA_RESV_USAGE_WRITE,
   type DmaBuf,
   type DmaBufAttachment,
+  type DmaFenceOps,
   dmaBufAttach,
   dmaBufGet,
   dmaBufMapAttachmentUnlocked,
   dmaBufUnmapAttachmentUnlocked,
+  dmaFenceContextAlloc,
+  dmaFenceInit,
+  dmaFenceIsSignaled,
+  dmaFencePut,
+  dmaFenceSignal,
+  dmaResvAddFence,
+  dmaResvForEachFence,
+  dmaResvLock,
+  dmaResvReserveFences,
+  dmaResvUnlock,
+  drmSchedEntityPushJob,
+  drmSchedJobArm,
+  drmSchedJobInit,
+  syncFileCreate,
+  syncFileGetFence,
 } from './index.js';
 
 const PAGE = 4096;
@@ -211,5 +232,71 @@ describe('DMA_BUF_IOCTL_SYNC and the heap ioctl validate their arguments', () =>
     expect([...userRead(p, va + PAGE, 2)!]).toEqual([0, 0]);
     // A mapping longer than the buffer is refused at mmap.
     expect(sysMmap(p, 0, 3 * PAGE, PROT_READ, MAP_SHARED, fd, 0)).toBe(-EINVAL);
+  });
+});
+
+describe('DMA_BUF_IOCTL_EXPORT_SYNC_FILE / IMPORT_SYNC_FILE: implicit and explicit sync', () => {
+  const timeline: DmaFenceOps = { getDriverName: () => 'test', getTimelineName: () => 'tl' };
+
+  function syncFileArgs(p: Process, arg: number, flags: number, fd: number): void {
+    userWrite(p, arg, new Uint8Array([...le(flags, 4), ...le(fd, 4)]));
+  }
+
+  it('export gives the writers’ fence for READ (a signalled stub when there is none); SYNC_START waits for it', () => {
+    const m = createMachine({ profile: 'arm64-noncoherent' });
+    const p = spawnProcess(m, 'app');
+    const arg = scratch(p);
+    const fd = heapAlloc(p, 'system', PAGE);
+    const db = dmaBufGet(p, fd) as DmaBuf;
+    // Nothing pending: a signalled stub.
+    syncFileArgs(p, arg, DMA_BUF_SYNC_READ, 0);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg)).toBe(0);
+    const stub = syncFileGetFence(p, userRead(p, arg + 4, 1)![0]!)!;
+    expect(dmaFenceIsSignaled(stub)).toBe(true);
+    dmaFencePut(stub);
+    // A device job writing the buffer, its fence added as a writer.
+    const cam = addDevice(m, { name: 'cam0' });
+    const job = drmSchedJobInit(cam, { kind: 'idle' }, 1000);
+    drmSchedJobArm(job);
+    expect(dmaResvLock(db.resv, null)).toBe(0);
+    dmaResvReserveFences(db.resv, 1);
+    dmaResvAddFence(db.resv, job.finished!, DMA_RESV_USAGE_WRITE);
+    dmaResvUnlock(db.resv);
+    drmSchedEntityPushJob(job);
+    syncFileArgs(p, arg, DMA_BUF_SYNC_READ, 0);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg)).toBe(0);
+    const got = syncFileGetFence(p, userRead(p, arg + 4, 1)![0]!);
+    expect(got).toBe(job.finished!);
+    expect(dmaFenceIsSignaled(job.finished!)).toBe(false);
+    // The CPU's read bracket waits for the writer, in model time.
+    expect(sync(p, fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ, arg)).toBe(0);
+    expect(dmaFenceIsSignaled(job.finished!)).toBe(true);
+    expect(m.clock.time).toBeGreaterThanOrEqual(1000);
+    expect(machineFindings(m)).toEqual([]);
+  });
+
+  it('import adds a sync_file’s fence as a writer or reader; flags and fds are checked', () => {
+    const m = createMachine();
+    const p = spawnProcess(m, 'app');
+    const arg = scratch(p);
+    const fd = heapAlloc(p, 'system', PAGE);
+    const db = dmaBufGet(p, fd) as DmaBuf;
+    const ctx = dmaFenceContextAlloc(m, 1);
+    const f = dmaFenceInit(m, timeline, ctx, 1);
+    const sfd = fdInstall(p, syncFileCreate(f).file);
+    syncFileArgs(p, arg, DMA_BUF_SYNC_WRITE, sfd);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, arg)).toBe(0);
+    expect(dmaResvForEachFence(db.resv, DMA_RESV_USAGE_BOOKKEEP).map((e) => [e.fence, e.usage])).toEqual([
+      [f, DMA_RESV_USAGE_WRITE],
+    ]);
+    syncFileArgs(p, arg, 0, sfd);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, arg)).toBe(-EINVAL);
+    syncFileArgs(p, arg, DMA_BUF_SYNC_READ | 8, sfd);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg)).toBe(-EINVAL);
+    // The dma-buf's own fd is not a sync_file.
+    syncFileArgs(p, arg, DMA_BUF_SYNC_READ, fd);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, arg)).toBe(-EINVAL);
+    expect(sysIoctl(p, fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, 0x1000)).toBe(-EFAULT);
+    dmaFenceSignal(f);
   });
 });

@@ -1,21 +1,19 @@
 /**
- * The user-space interface of a dma-buf fd (include/uapi/linux/dma-buf.h,
- * `dma_buf_ioctl`): DMA_BUF_IOCTL_SYNC brackets CPU access through an mmap
- * of the fd, DMA_BUF_SET_NAME labels the buffer. Arguments are user
- * addresses read with `copyFromUser`, as the kernel reads them.
+ * The user-space ABI of dma-buf fds and heaps (include/uapi/linux/dma-buf.h,
+ * dma-heap.h): ioctl numbers, flags, and the copies of small argument
+ * structs between user memory and a kernel stack buffer.
  */
 
-import { EFAULT, EINVAL, ENOTTY, type KernelVa } from '../machine/index.js';
+import type { KernelVa } from '../machine/index.js';
 import {
   copyFromUser,
+  copyToUser,
   kernelRead,
   kernelStackBuffer,
   kernelStackRelease,
+  kernelWrite,
   type Process,
 } from '../mm/index.js';
-import { beginCpuAccessAs, endCpuAccessAs } from './cpu-access.js';
-import { syncFileIoctl } from './resv-link.js';
-import type { DmaBuf } from './state.js';
 
 /** `_IOC(dir, type, nr, size)` of include/uapi/asm-generic/ioctl.h (dir: 1 write, 2 read, 3 both). */
 export function ioc(dir: number, type: number, nr: number, size: number): number {
@@ -66,59 +64,19 @@ export function copyStructFromUser(proc: Process, arg: number, size: number): Ui
   }
 }
 
-/** `dma_buf_ioctl()` case DMA_BUF_IOCTL_SYNC. */
-function ioctlSync(dmabuf: DmaBuf, arg: number, proc: Process): number {
-  const s = copyStructFromUser(proc, arg, 8);
-  if (s === null) return -EFAULT;
-  const lo = u32At(s, 0);
-  const hi = u32At(s, 4);
-  if (hi !== 0 || (lo & ~DMA_BUF_SYNC_VALID_FLAGS_MASK) !== 0) return -EINVAL;
-  let dir: number;
-  switch (lo & DMA_BUF_SYNC_RW) {
-    case DMA_BUF_SYNC_READ:
-      dir = 2; // DMA_FROM_DEVICE: the CPU reads what devices wrote
-      break;
-    case DMA_BUF_SYNC_WRITE:
-      dir = 1; // DMA_TO_DEVICE
-      break;
-    case DMA_BUF_SYNC_RW:
-      dir = 0; // DMA_BIDIRECTIONAL
-      break;
-    default:
-      return -EINVAL;
-  }
-  return lo & DMA_BUF_SYNC_END
-    ? endCpuAccessAs(dmabuf, dir, proc.name)
-    : beginCpuAccessAs(dmabuf, dir, proc.name);
+/** `value` as 4 little-endian bytes. */
+export function le32(value: number): number[] {
+  return [value & 0xff, (value >>> 8) & 0xff, (value >>> 16) & 0xff, (value >>> 24) & 0xff];
 }
 
-/** `dma_buf_set_name()`: a NUL-terminated user string of at most DMA_BUF_NAME_LEN bytes with its NUL. */
-function setName(dmabuf: DmaBuf, arg: number, proc: Process): number {
-  let name = '';
-  for (let i = 0; i < DMA_BUF_NAME_LEN; i++) {
-    const c = copyStructFromUser(proc, arg + i, 1);
-    if (c === null) return -EFAULT;
-    if (c[0] === 0) {
-      dmabuf.state.name = name;
-      return 0;
-    }
-    name += String.fromCharCode(c[0]!);
-  }
-  return -EINVAL;
-}
-
-/** `dma_buf_ioctl()`: the dma-buf fd's ioctls; -ENOTTY for any other command. */
-export function dmaBufIoctl(dmabuf: DmaBuf, cmd: number, arg: number, proc: Process): number {
-  switch (cmd) {
-    case DMA_BUF_IOCTL_SYNC:
-      return ioctlSync(dmabuf, arg, proc);
-    case DMA_BUF_SET_NAME_A:
-    case DMA_BUF_SET_NAME_B:
-      return setName(dmabuf, arg, proc);
-    case DMA_BUF_IOCTL_EXPORT_SYNC_FILE:
-    case DMA_BUF_IOCTL_IMPORT_SYNC_FILE:
-      return syncFileIoctl(dmabuf, cmd === DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg, proc);
-    default:
-      return -ENOTTY;
+/** `copy_to_user()` of a small struct built on the kernel stack; the bytes not copied (0 on success). */
+export function copyStructToUser(proc: Process, arg: number, bytes: Uint8Array): number {
+  const m = proc.machine;
+  const kva = kernelStackBuffer(m, bytes.length);
+  try {
+    kernelWrite(m, kva, bytes);
+    return copyToUser(proc, arg, kva, bytes.length);
+  } finally {
+    kernelStackRelease(m, kva);
   }
 }

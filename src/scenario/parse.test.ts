@@ -74,6 +74,19 @@ describe('parseScenario', () => {
     expect(f.message).toMatch(/^bad\.yaml:\d+:\d+: \(file\): not valid YAML: /);
   });
 
+  it('refuses an empty file, a list, duplicate keys and several documents, each at its place', () => {
+    expect(failure('').message).toBe(
+      'bad.yaml:1:1: (file): a scenario file is a map of fields (name, intent, agents, …)',
+    );
+    expect(failure('- a\n').message).toMatch(/^bad\.yaml:1:1: \(file\): a scenario file is a map/);
+    expect(failure('name: x\nname: y\n').message).toBe(
+      'bad.yaml:2:1: (file): not valid YAML: Map keys must be unique',
+    );
+    expect(failure('a: 1\n---\nb: 2\n').message).toBe(
+      'bad.yaml:2:1: (file): one scenario per file, and this file holds several YAML documents',
+    );
+  });
+
   it('names an unknown field at its key', () => {
     expect(failure(GOOD.replace('  - name: dev0', '  - name: dev0\n    colour: red'))).toEqual({
       line: 8,

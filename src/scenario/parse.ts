@@ -133,7 +133,12 @@ export function parseScenario(file: string, text: string): Scenario {
   const err = doc.errors[0];
   if (err !== undefined) {
     const pos = lines.linePos(err.pos[0]);
-    throw new DmalabError(`not valid YAML: ${err.message.split('\n')[0]}`, {
+    // The library's wording, but not its advice to call another of its functions.
+    const what =
+      err.code === 'MULTIPLE_DOCS'
+        ? 'one scenario per file, and this file holds several YAML documents'
+        : `not valid YAML: ${err.message.split('\n')[0]}`;
+    throw new DmalabError(what, {
       file,
       line: Math.max(1, pos.line),
       column: Math.max(1, pos.col),

@@ -36,10 +36,7 @@ import {
   pageAddress,
 } from '../../machine/index.js';
 import {
-  copyToUser,
   type FileOperations,
-  kernelStackBuffer,
-  kernelStackRelease,
   kernelWrite,
   O_ACCMODE,
   type Process,
@@ -59,7 +56,7 @@ import {
 } from '../../mm/index.js';
 import { dmaBufExport, dmaBufFd, dmaBufPut } from '../dma-buf.js';
 import { type DmaBuf, type DmaBufOps, dmaBufHandle } from '../state.js';
-import { copyStructFromUser, ioc, O_CLOEXEC, u32At } from '../uapi.js';
+import { copyStructFromUser, copyStructToUser, ioc, le32, O_CLOEXEC, u32At } from '../uapi.js';
 import { type HeapBufferPriv, heapBacking, heapCommonOps, heapPages, heapPriv } from './heap-buffer.js';
 
 /** `struct dma_heap_allocation_data`: `{ __u64 len; __u32 fd; __u32 fd_flags; __u64 heap_flags; }`. */
@@ -243,15 +240,9 @@ function heapIoctl(heapName: string, cmd: number, arg: number, proc: Process): n
     dmaBufPut(dmabuf);
     return nfd;
   }
-  d.set([nfd & 0xff, (nfd >>> 8) & 0xff, (nfd >>> 16) & 0xff, (nfd >>> 24) & 0xff], 8);
-  const kva = kernelStackBuffer(m, 24);
-  try {
-    kernelWrite(m, kva, d);
-    // The fd stays installed even if the copy back fails, as in the kernel.
-    if (copyToUser(proc, arg, kva, 24) !== 0) return -EFAULT;
-  } finally {
-    kernelStackRelease(m, kva);
-  }
+  d.set(le32(nfd), 8);
+  // The fd stays installed even if the copy back fails, as in the kernel.
+  if (copyStructToUser(proc, arg, d) !== 0) return -EFAULT;
   return 0;
 }
 
