@@ -5,9 +5,11 @@ import {
   advanceTime,
   createMachine,
   DmalabError,
+  dmaResvIsLocked,
   drmGemHandleCreate,
   drmVmaNodeOffsetAddr,
   EACCES,
+  EBUSY,
   EINVAL,
   ENOMEM,
   fget,
@@ -25,6 +27,7 @@ import {
   PROT_WRITE,
   pteLookup,
   restoreMachine,
+  resvHandle,
   snapshotMachine,
   spawnProcess,
   sysMmap,
@@ -181,6 +184,25 @@ describe('mmap at a fake offset', () => {
 });
 
 describe('release, snapshots and bad input', () => {
+  it('objects may share one reservation object: it outlives the first one freed', () => {
+    const rig = gpuRig();
+    const a = ttmBoInitValidate(rig.gpu, P, ttm_bo_type_device, VRAM);
+    if (typeof a === 'number') throw new Error(String(a));
+    const shared = resvHandle(rig.m, a.state.resv);
+    const b = ttmBoInitValidate(rig.gpu, P, ttm_bo_type_device, VRAM, P, true, null, shared);
+    if (typeof b === 'number') throw new Error(String(b));
+    expect(b.state.resv).toBe(a.state.resv);
+    expect(ttmBoReserve(a, true, true)).toBe(0);
+    expect(ttmBoReserve(b, true, true)).toBe(-EBUSY); // one lock for both
+    ttmBoUnreserve(a);
+    advanceTime(rig.m, 10_000);
+    ttmBoPut(b);
+    expect(b.alive).toBe(false);
+    expect(dmaResvIsLocked(shared)).toBe(false); // still a live reservation object
+    ttmBoPut(a);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
   it('an object released during a move is freed when the move completes', () => {
     const rig = gpuRig();
     const a = ttmBoInitValidate(rig.gpu, 4 * P, ttm_bo_type_device, VRAM);

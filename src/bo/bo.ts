@@ -9,7 +9,7 @@
  * handler waits for.
  */
 
-import { EDEADLK } from '../dmabuf/index.js';
+import { type DmaResv, EDEADLK } from '../dmabuf/index.js';
 import {
   apiCall,
   DmalabError,
@@ -454,6 +454,8 @@ function pipelineGutting(m: Machine, bo: BoObjState): number {
  * the object is the return value), gives device and sg objects a fake
  * offset, starts it in SYSTEM and validates it into `placement`. Returns
  * the object or a negative errno (the object is released then).
+ * `resv` shares another object's reservation object (as objects of one
+ * VM, or an imported buffer's, do); null gives the object its own.
  * `alignment`, `interruptible` and `sg` are accepted for the kernel's
  * shape; imported sg objects are not modelled.
  */
@@ -465,6 +467,7 @@ export function ttmBoInitValidate(
   alignment = PAGE_SIZE,
   interruptible = true,
   sg: null = null,
+  resv: DmaResv | null = null,
 ): TtmBufferObject | number {
   const m = bdev.machine;
   return apiCall(m, 'ttm_bo_init_validate', () => {
@@ -498,7 +501,8 @@ export function ttmBoInitValidate(
       allowed: [],
       preferredDomains: domainsOf(placement),
       allowedDomains: domainsOf(placement),
-      resv: resvCreate(m),
+      resv: resv === null ? resvCreate(m) : resv.id,
+      ownResv: resv === null,
       dmabuf: -1,
     };
     st.bos.set(id, s);

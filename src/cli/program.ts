@@ -79,16 +79,8 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
     );
 
   program
-    .command('demo')
-    .description("show how each profile's caches and devices treat the same bytes, with no DMA API at all")
-    .addHelpText('after', examples('dmalab demo'))
-    .action(() => {
-      io.out(renderDemo());
-      code.value = EXIT_OK;
-    });
-
-  program
     .command('run')
+    .summary('run scenario files or built-in scenarios: verdicts, findings, bytes')
     .description(
       'run scenarios (files, or built-in ones by name) on their profiles and show verdicts, findings and ' +
         'the final condition on bytes; exit 1 when a result is not the one the scenario declares',
@@ -129,6 +121,7 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
 
   program
     .command('matrix')
+    .summary('every scenario × every profile as a table of verdicts (default: the seed suite)')
     .description(
       'run every scenario on every profile and print verdicts as a table, marked against each ' +
         "scenario's declared expectation, with the first operation whose observed bytes diverge; " +
@@ -179,6 +172,7 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
 
   program
     .command('explain')
+    .summary('the semantics table, measured: cache operations, bounces, attributes per profile')
     .description(
       'the executable semantics table: for each profile, call and direction, the cache operations, ' +
         'bounce copies and attributes honoured — measured by running each call on a fresh machine',
@@ -199,6 +193,15 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
       const profiles = chosenProfiles(opts.profile);
       const format = { json: opts.json === true, color: wantsColour(io, 'stdout') };
       io.out(renderExplain({ profiles, ...(call !== undefined ? { call } : {}) }, format));
+      code.value = EXIT_OK;
+    });
+
+  program
+    .command('demo')
+    .description("show how each profile's caches and devices treat the same bytes, with no DMA API at all")
+    .addHelpText('after', examples('dmalab demo'))
+    .action(() => {
+      io.out(renderDemo());
       code.value = EXIT_OK;
     });
 

@@ -23,7 +23,7 @@ export function freeBo(m: Machine, bdev: BdevState, bo: BoObjState): void {
   }
   if (bo.tt !== null) ttFreePages(m.devices[bdev.device]!, bdev, ttTakePages(bo.tt));
   bo.tt = null;
-  resvFini(m, bo.resv);
+  if (bo.ownResv) resvFini(m, bo.resv);
   boState(m).bos.delete(bo.id);
   if (m.bus.wants['bo-destroy']) m.bus.emit({ type: 'bo-destroy', bo: bo.id, device: bdev.name });
 }

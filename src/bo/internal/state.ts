@@ -72,8 +72,9 @@ export interface BoObjState {
   /** Preferred and allowed GEM domains (the GPU model's, as amdgpu keeps them). */
   preferredDomains: number;
   allowedDomains: number;
-  /** The reservation object (`base.resv`). */
+  /** The reservation object (`base.resv`), and whether it is the object's own (`base._resv`). */
   resv: number;
+  ownResv: boolean;
   /** The dma-buf it is exported as (`base.dma_buf`), or -1. */
   dmabuf: number;
 }
