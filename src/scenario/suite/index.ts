@@ -25,6 +25,7 @@ export const CATALOGUE: readonly string[] = [
   'via-sg-buffer-nopage',
   'via-sg-buffer-dma-pgprot',
   'pageless-dma-to-pmem',
+  'pageless-dma-to-pmem-ci-user',
   'pageless-dma-to-ioremap',
   'sg-page-list-cpu-iterator',
   'sg-page-list-dma-iterator',

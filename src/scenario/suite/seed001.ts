@@ -20,6 +20,7 @@ import {
   type Device,
   errnoName,
   GFP_KERNEL,
+  type Machine,
   PAGE_SIZE,
   submitDeviceJob,
 } from '../../machine/index.js';
@@ -36,6 +37,7 @@ import {
   sysOpen,
   userRead,
 } from '../../mm/index.js';
+import type { BuiltinRun } from '../run.js';
 import { type AgentBody, type RunContext, wait } from '../runtime.js';
 import { builtin, filled, hex } from './kit.js';
 
@@ -72,6 +74,45 @@ function* writeBlock(ctx: RunContext, dev: Device, sgt: SgTable): AgentBody {
   yield ctx.signal('written');
 }
 
+/** A database reads a block, a controller overwrites it in pmem through a page-less entry, the database reads again. */
+function pmemCase(m: Machine, ctx: RunContext): BuiltinRun {
+  const pmem = addPhysRegion(m, 'pmem', 4 * 1024 * KiB, 'pmem0');
+  const pfn = pmem.start / PAGE_SIZE;
+  registerChrdev(m, '/dev/dax0.0', {
+    mmap: (_f, vma) =>
+      remapPfnRange(vma, vma.vmStart, pfn + vma.vmPgoff, vma.vmEnd - vma.vmStart, vma.vmPageProt),
+  });
+  const dev = addDevice(m, { name: 'nvme' });
+  dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+  const proc = spawnProcess(m, 'db');
+  const sgt = createSgTable();
+  let addr = 0;
+  function* db(): AgentBody {
+    addr = sysMmap(proc, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sysOpen(proc, '/dev/dax0.0'), 0);
+    yield { op: `mmap(/dev/dax0.0) = ${hex(addr)}` };
+    userRead(proc, addr, 64);
+    yield { op: 'read the old block (its lines are now cached in the user alias)' };
+    yield ctx.signal('ready');
+    yield wait.signal('unmapped');
+    if (!ctx.signalled('refused')) {
+      ctx.expectBytes('the new block as the process reads it', userRead(proc, addr, 64), 0x5a);
+    }
+    yield { op: 'read the new block' };
+  }
+  function* driver(): AgentBody {
+    yield wait.signal('ready');
+    yield* mapForDevice(ctx, dev, sgt, pfn);
+    yield ctx.signal('unmapped');
+  }
+  return {
+    agents: [
+      { name: 'db', kind: 'process', body: db() },
+      { name: 'driver', kind: 'kernel', body: driver() },
+      { name: 'nvme', kind: 'device', body: writeBlock(ctx, dev, sgt) },
+    ],
+  };
+}
+
 builtin(
   {
     name: 'pageless-dma-to-pmem',
@@ -82,43 +123,19 @@ builtin(
     // arm64 maintains caches by physical address through the linear map; PA-RISC needs a virtual address.
     expect: { parisc: 'broken', 'parisc-pcxl': 'broken' },
   },
-  (m, ctx) => {
-    const pmem = addPhysRegion(m, 'pmem', 4 * 1024 * KiB, 'pmem0');
-    const pfn = pmem.start / PAGE_SIZE;
-    registerChrdev(m, '/dev/dax0.0', {
-      mmap: (_f, vma) =>
-        remapPfnRange(vma, vma.vmStart, pfn + vma.vmPgoff, vma.vmEnd - vma.vmStart, vma.vmPageProt),
-    });
-    const dev = addDevice(m, { name: 'nvme' });
-    dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
-    const proc = spawnProcess(m, 'db');
-    const sgt = createSgTable();
-    let addr = 0;
-    function* db(): AgentBody {
-      addr = sysMmap(proc, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, sysOpen(proc, '/dev/dax0.0'), 0);
-      yield { op: `mmap(/dev/dax0.0) = ${hex(addr)}` };
-      userRead(proc, addr, 64);
-      yield { op: 'read the old block (its lines are now cached in the user alias)' };
-      yield ctx.signal('ready');
-      yield wait.signal('unmapped');
-      if (!ctx.signalled('refused')) {
-        ctx.expectBytes('the new block as the process reads it', userRead(proc, addr, 64), 0x5a);
-      }
-      yield { op: 'read the new block' };
-    }
-    function* driver(): AgentBody {
-      yield wait.signal('ready');
-      yield* mapForDevice(ctx, dev, sgt, pfn);
-      yield ctx.signal('unmapped');
-    }
-    return {
-      agents: [
-        { name: 'db', kind: 'process', body: db() },
-        { name: 'driver', kind: 'kernel', body: driver() },
-        { name: 'nvme', kind: 'device', body: writeBlock(ctx, dev, sgt) },
-      ],
-    };
+  pmemCase,
+);
+
+builtin(
+  {
+    name: 'pageless-dma-to-pmem-ci-user',
+    intent:
+      "the same on PA-RISC with the IOMMU's coherence index naming the user's alias, as the RFC proposed",
+    seed: '001',
+    profiles: ['parisc'],
+    machine: { pagelessSg: true, ciPolicy: 'user' },
   },
+  pmemCase,
 );
 
 builtin(

@@ -29,6 +29,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   },
   'via-sg-buffer-dma-pgprot': { parisc: [S, S] },
   'pageless-dma-to-pmem': { parisc: [S], 'parisc-pcxl': [S] },
+  'pageless-dma-to-pmem-ci-user': {},
   'pageless-dma-to-ioremap': {},
   'sg-page-list-cpu-iterator': {
     x86_64: [U, U, U],
