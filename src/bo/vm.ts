@@ -35,7 +35,7 @@ import {
   vmFlagsSet,
   vmfInsertPfnProt,
 } from '../mm/index.js';
-import { boPopulate, putBo, ttmBoGet, ttmOperationCtx } from './bo.js';
+import { putBo, ttmBoGet, ttmOperationCtx } from './bo.js';
 import {
   TTM_BO_VM_NUM_PREFAULT,
   TTM_TT_FLAG_EXTERNAL,
@@ -44,6 +44,7 @@ import {
   ttm_uncached,
 } from './consts.js';
 import { backingPfns, bdevHandle, boHandle, type TtmBufferObject } from './handles.js';
+import { boPopulate } from './internal/move.js';
 import { type BoObjState, boState } from './internal/state.js';
 import { resvHeld, resvKernelIdle, resvLock, resvUnlock, resvWaitKernel } from './internal/sync.js';
 import {
