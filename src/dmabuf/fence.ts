@@ -234,7 +234,7 @@ export function dmaFenceSignalTimestamp(fence: DmaFence, timestamp: number): num
 export function fenceIsSignaled(m: Machine, f: FenceRec): boolean {
   if (fenceSignaledBit(f)) return true;
   const poll = opsOf(f).signaled;
-  if (poll !== undefined && poll(fenceHandle(m, f.id))) {
+  if (poll?.(fenceHandle(m, f.id))) {
     signalFence(m, f, m.clock.time);
     return true;
   }

@@ -10,6 +10,7 @@ import {
   DmalabError,
   type Finding,
   type Machine,
+  machineFindings,
   PROFILE_NAMES,
   resolveProfile,
   runVerdict,
@@ -95,7 +96,7 @@ function runCell(
   }
   const { timeline, schedule } = runAgents(m, ctx, agents, seed, opts.schedule);
   final?.();
-  const findings = m.hw.findings.slice();
+  const findings = machineFindings(m).slice();
   const verdict = runVerdict(m);
   const expected = s.expect[m.profile.name] ?? 'clean';
   const bytes = ctx.bytes();
