@@ -5,10 +5,11 @@
  * signal, and reference counting.
  *
  * Waiting is synchronous: a wait runs model time — the device engines —
- * until the fence signals. A wait nothing pending can ever end is the
- * kernel's hung task: a `HUNG_TASK` finding, then the wait returns
- * -ERESTARTSYS so that the run goes on (the kernel's task would stay
- * blocked until killed).
+ * until the fence signals. A wait without timeout that is still blocked
+ * after khungtaskd's 120 s of model time (at once when nothing pending can
+ * signal the fence) is the kernel's hung task: a `HUNG_TASK` finding, then
+ * the wait returns -ERESTARTSYS so that the run goes on (the kernel's task
+ * would stay blocked until killed).
  *
  * Callback functions are registered once by name (`registerDmaFenceFunc`);
  * state keeps the name and plain data, never a closure.
@@ -18,10 +19,12 @@ import {
   apiCall,
   DmalabError,
   EINVAL,
+  EIO,
   ENOENT,
   type Machine,
   pendingJobs,
   registerFindingCode,
+  registerJobHandler,
   reportFinding,
   runningJob,
   runUntil,
@@ -66,12 +69,12 @@ export const MAX_SCHEDULE_TIMEOUT = Number.MAX_SAFE_INTEGER;
 /** khungtaskd's default `hung_task_timeout_secs`, in model nanoseconds. */
 const HUNG_TASK_TIMEOUT_NS = 120e9;
 
-/** A wait that no pending work can ever end (the kernel's hung task). */
+/** A wait without timeout still blocked after 120 s of model time (the kernel's hung task). */
 export const HUNG_TASK = registerFindingCode({
   code: 'HUNG_TASK',
   severity: 'error',
   verdict: 'broken',
-  title: 'a task waits on a fence that nothing pending can signal: it would block forever',
+  title: 'a task waits on a fence that does not signal within 120 s of model time: it would hang',
   layer: 'dmabuf',
 });
 
@@ -452,24 +455,24 @@ export function waitModelTime(m: Machine, done: () => boolean, timeout: number, 
   if (done()) return timeout === 0 ? 1 : timeout;
   if (timeout === 0) return 0;
   const forever = timeout === MAX_SCHEDULE_TIMEOUT;
-  const deadline = forever ? Number.POSITIVE_INFINITY : m.clock.time + timeout;
+  // A wait without timeout ends at khungtaskd's horizon: a device that keeps working never lets it hang the run.
+  const deadline = m.clock.time + (forever ? HUNG_TASK_TIMEOUT_NS : timeout);
+  let idle = false;
   for (;;) {
     let next = Number.POSITIVE_INFINITY;
     for (const j of pendingJobs(m)) next = Math.min(next, j.due);
-    if (next === Number.POSITIVE_INFINITY || next > deadline) break;
+    idle = next === Number.POSITIVE_INFINITY;
+    if (idle || next > deadline) break;
     runUntil(m, next);
     if (done()) return forever ? MAX_SCHEDULE_TIMEOUT : Math.max(1, deadline - m.clock.time);
   }
-  if (!forever) {
-    runUntil(m, deadline);
-    return done() ? 1 : 0;
-  }
+  runUntil(m, deadline);
+  if (!forever) return done() ? 1 : 0;
   reportFinding(
     m,
     HUNG_TASK.code,
-    `INFO: task ${m.agent} blocked for more than ${HUNG_TASK_TIMEOUT_NS / 1e9} seconds: waiting on ${what}, which nothing pending on any device engine can signal`,
+    `INFO: task ${m.agent} blocked for more than ${HUNG_TASK_TIMEOUT_NS / 1e9} seconds: waiting on ${what}, ${idle ? 'which nothing pending on any device engine can signal' : 'still unsignalled while device work goes on'}`,
   );
-  runUntil(m, m.clock.time + HUNG_TASK_TIMEOUT_NS);
   return -ERESTARTSYS;
 }
 
@@ -511,3 +514,21 @@ export function dmaFenceWait(fence: DmaFence, intr: boolean): number {
   const r = dmaFenceWaitTimeout(fence, intr, MAX_SCHEDULE_TIMEOUT);
   return r < 0 ? r : 0;
 }
+
+/**
+ * The job handler name that signals a fence when a raw engine job completes
+ * (the driver's completion interrupt calling `dma_fence_signal`): pass
+ * `{ handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: fence.id } }` to
+ * `submitDeviceJob`. A failed device access sets -EIO first. Hold a
+ * reference to the fence until it signals, as the kernel's drivers do.
+ */
+export const DMA_FENCE_SIGNAL_JOB = 'dma_fence_signal';
+
+registerJobHandler(DMA_FENCE_SIGNAL_JOB, (m, job, arg) => {
+  const id = (arg as { fence?: unknown } | null)?.fence;
+  const f = typeof id === 'number' ? fenceState(m).fences.get(id) : undefined;
+  if (f === undefined)
+    throw new DmalabError(`${DMA_FENCE_SIGNAL_JOB}: job ${job.id} names no live fence (arg.fence)`);
+  if (!job.ok && !fenceSignaledBit(f)) f.error = -EIO;
+  signalFence(m, f, m.clock.time);
+});

@@ -48,6 +48,7 @@ export {
 } from './dma-buf.js';
 // ---- fences, reservation objects, gated jobs (helper fence) ----
 export {
+  DMA_FENCE_SIGNAL_JOB,
   type DmaFenceFunc,
   type DmaFenceOps,
   dmaFenceAddCallback,
