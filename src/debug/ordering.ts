@@ -269,6 +269,11 @@ export function attachOrdering(m: Machine): void {
     s.fenceClocks.set(ev.fence, c);
     tick(s, a);
   });
+  bus.on('fence-release', (ev) => {
+    const s = st();
+    s.fenceClocks.delete(ev.fence);
+    s.components.delete(ev.fence);
+  });
   bus.on('fence-wait', (ev) => {
     if (!ev.signaled) return;
     const s = st();

@@ -377,6 +377,7 @@ export function putFence(m: Machine, f: FenceRec): void {
   opsOf(f).release?.(h);
   const s = fenceState(m);
   s.fences.delete(f.id);
+  if (m.bus.wants['fence-release']) m.bus.emit({ type: 'fence-release', fence: f.id });
   if (f.components !== null) for (const c of f.components) putFence(m, s.fences.get(c)!);
 }
 

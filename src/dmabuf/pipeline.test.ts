@@ -247,6 +247,29 @@ describe('happens-before edges of the ordering checker', () => {
     expect(unordered(m2)).toEqual([]);
   });
 
+  it('forgets a fence once its last reference is dropped', () => {
+    const m = createMachine({ ramBytes: 32 << 20 });
+    const { dev } = heapBuf(m);
+    const ctx = dmaFenceContextAlloc(m, 1);
+    for (let i = 1; i <= 50; i++) {
+      const gate = dmaFenceInit(m, swSyncOps, ctx, i);
+      const j = drmSchedJobInit(dev, { kind: 'idle' }, 10);
+      drmSchedJobAddDependency(j, dmaFenceGet(gate));
+      drmSchedJobArm(j);
+      const done = dmaFenceGet(j.finished!);
+      drmSchedEntityPushJob(j);
+      dmaFenceSignal(gate);
+      dmaFenceWait(done, true);
+      dmaFencePut(done);
+      dmaFencePut(gate);
+    }
+    const ordering = m.layers.ordering as {
+      fenceClocks: Map<number, number[]>;
+      jobClocks: Map<number, number[]>;
+    };
+    expect([ordering.fenceClocks.size, ordering.jobClocks.size]).toEqual([0, 0]);
+  });
+
   it('reads do not conflict with reads, and bytes outside dma-bufs are not tracked', () => {
     const m = createMachine({ ramBytes: 32 << 20 });
     const { dev, bus } = heapBuf(m);
