@@ -9,6 +9,7 @@ import type { Machine } from '../machine/index.js';
 import { MAX_SCHEDULE_TIMEOUT } from './fence.js';
 import { type DmaResv, resvHandle } from './fence-state.js';
 import {
+  DMA_RESV_USAGE_KERNEL,
   dmaResvAssertHeld,
   dmaResvFini,
   dmaResvInit,
@@ -52,6 +53,12 @@ export function withResvLock<T>(dmabuf: DmaBuf, fn: () => T): T {
  */
 export function waitForCpuAccess(dmabuf: DmaBuf, write: boolean): number {
   const r = dmaResvWaitTimeout(resvOf(dmabuf), dmaResvUsageRw(write), true, MAX_SCHEDULE_TIMEOUT);
+  return r < 0 ? r : 0;
+}
+
+/** The wait of a static importer's map for the kernel's own fences (moves, clears). 0 or a negative errno. */
+export function waitForKernelFences(dmabuf: DmaBuf): number {
+  const r = dmaResvWaitTimeout(resvOf(dmabuf), DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT);
   return r < 0 ? r : 0;
 }
 
