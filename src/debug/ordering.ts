@@ -233,23 +233,31 @@ export function attachOrdering(m: Machine): void {
   };
   m.layers.ordering = init;
   agentId(init, 'cpu');
+  const bus = m.bus;
+  const st = () => orderingState(m);
+  // Memory accesses are watched only once a dma-buf exists: other runs pay nothing on their hot path.
+  let watching = false;
+  const watch = () => {
+    if (watching) return;
+    watching = true;
+    bus.on('cpu-access', (ev) => cpuAccess(m, st(), ev));
+    bus.on('device-access', (ev) => deviceAccess(m, st(), ev));
+  };
   registerSlot(m, {
     name: 'ordering',
     snapshot: (mm) => structuredClone(orderingState(mm)),
     restore: (mm, snap) => {
       mm.layers.ordering = structuredClone(snap as OrderingState);
+      if (orderingState(mm).bufs.size > 0) watch();
     },
     hash: (mm, h: Hasher) => {
       const s = orderingState(mm);
       h.value(s.agents).value(s.clocks).value(s.fenceClocks).value(s.jobClocks).value(s.bufs);
     },
   });
-  const bus = m.bus;
-  const st = () => orderingState(m);
-  bus.on('cpu-access', (ev) => cpuAccess(m, st(), ev));
-  bus.on('device-access', (ev) => deviceAccess(m, st(), ev));
   bus.on('dmabuf-export', (ev) => {
     st().bufs.set(ev.buf, { backing: flat(ev.backing), records: [] });
+    watch();
   });
   bus.on('dmabuf-backing', (ev) => {
     // A move gives new bytes: what was done to the old ones no longer conflicts.

@@ -35,6 +35,7 @@ import {
   dmaFenceUnwrapForEach,
   dmaFenceUnwrapMerge,
   dmaFenceWait,
+  dmaFenceWaitAnyTimeout,
   dmaFenceWaitTimeout,
   ERESTARTSYS,
   MAX_SCHEDULE_TIMEOUT,
@@ -248,6 +249,21 @@ describe('waiting runs model time', () => {
     expect(machineFindings(m).map((x) => x.message)).toEqual([
       'INFO: task kernel blocked for more than 120 seconds: waiting on fence 1:1, still unsignalled while device work goes on',
     ]);
+  });
+
+  it('wait_any returns the first fence to signal, or times out', () => {
+    const { m, ctx } = setup();
+    const dev = addDevice(m, { name: 'gpu' });
+    const a = dmaFenceInit(m, OPS, ctx, 1);
+    const b = dmaFenceInit(m, OPS, ctx, 2);
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 0)).toEqual({ ret: 0, idx: -1 });
+    submitDeviceJob(dev, { kind: 'idle' }, 700, { handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: b.id } });
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 500)).toEqual({ ret: 0, idx: -1 });
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 1000)).toEqual({ ret: 800, idx: 1 });
+    expect(m.clock.time).toBe(700);
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 0)).toEqual({ ret: 1, idx: 1 });
+    expect(dmaFenceWaitAnyTimeout([a, b], 0, true, 10)).toEqual({ ret: -EINVAL, idx: -1 });
+    expect(machineFindings(m).map((x) => x.code)).toEqual(['WARN']);
   });
 
   it('rejects a non-integer timeout and WARNs on a negative one', () => {

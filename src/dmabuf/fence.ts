@@ -517,6 +517,45 @@ export function dmaFenceWait(fence: DmaFence, intr: boolean): number {
 }
 
 /**
+ * `dma_fence_wait_any_timeout()`: waits, running model time, until any of
+ * the first `count` fences signals. Returns the time left (at least 1), 0 on
+ * timeout or a negative errno as `ret`, and in `idx` (the kernel's
+ * out-parameter) the index of the first signalled fence, -1 when none.
+ * An empty list or a negative timeout is the kernel's WARN and -EINVAL.
+ */
+export function dmaFenceWaitAnyTimeout(
+  fences: readonly DmaFence[],
+  count: number,
+  intr: boolean,
+  timeout: number,
+): { ret: number; idx: number } {
+  checkTimeout(timeout);
+  if (!Array.isArray(fences) || !Number.isInteger(count) || count < 0 || count > fences.length) {
+    throw new DmalabError(`fences must be an array of at least count (${count}) DmaFence`);
+  }
+  for (const [i, f] of fences.slice(0, count).entries()) assertFence(f, `fences[${i}]`);
+  const m = fences[0]?.machine;
+  if (m === undefined || count === 0 || timeout < 0) {
+    if (m !== undefined)
+      reportFinding(m, WARN.code, `dma_fence_wait_any_timeout: count ${count}, timeout ${timeout}`);
+    return { ret: -EINVAL, idx: -1 };
+  }
+  void intr;
+  return apiCall(m, 'dma_fence_wait_any_timeout', () => {
+    const recs = fences.slice(0, count).map((f) => f.state);
+    let idx = -1;
+    const any = () => {
+      idx = recs.findIndex((f) => fenceIsSignaled(m, f));
+      return idx >= 0;
+    };
+    for (const f of recs) enableSignaling(m, f);
+    const ret = waitModelTime(m, any, timeout, `any of ${count} fences`);
+    if (idx >= 0) noteFenceObserved(m, recs[idx]!, true);
+    return { ret, idx };
+  });
+}
+
+/**
  * The job handler name that signals a fence when a raw engine job completes
  * (the driver's completion interrupt calling `dma_fence_signal`): pass
  * `{ handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: fence.id } }` to

@@ -68,6 +68,7 @@ export {
   dmaFenceSignal,
   dmaFenceSignalTimestamp,
   dmaFenceWait,
+  dmaFenceWaitAnyTimeout,
   dmaFenceWaitTimeout,
   HUNG_TASK,
   MAX_SCHEDULE_TIMEOUT,
