@@ -272,6 +272,7 @@ export function dmaFenceGetStatus(fence: DmaFence): number {
   return apiCall(m, 'dma_fence_get_status', () => {
     const f = fence.state;
     if (!fenceIsSignaled(m, f)) return 0;
+    noteFenceObserved(m, f, true);
     return f.error !== 0 ? f.error : 1;
   });
 }
