@@ -163,12 +163,6 @@ describe('camera → compositor → display, ordered by fences', () => {
     it(`${profile}: with the fence waits the display shows the overlaid frame and nothing is found`, () => {
       const r = pipeline(createMachine({ profile, ramBytes: 32 << 20 }), true);
       expect(r.unordered).toEqual([]);
-      if (profile === 'parisc') {
-        // Not about fences: a CPU write through the system heap's vmap, bracketed by begin/end_cpu_access,
-        // is not seen by a ci device on parisc (reproduced without fences; /work/notes/fence-to-dmabuf.md).
-        expect(r.codes).toEqual(['STALE_DATA']);
-        return;
-      }
       expect(r.codes).toEqual([]);
       expect(r.shown).toEqual(expected);
     });
