@@ -6,6 +6,7 @@
 import { boBenchmarks } from './bo.bench.js';
 import { debugBenchmarks } from './debug.bench.js';
 import { dmaBenchmarks } from './dma.bench.js';
+import { fenceBenchmarks } from './fence.bench.js';
 import { allResults } from './lib.js';
 import { machineBenchmarks } from './machine.bench.js';
 import { mmBenchmarks } from './mm.bench.js';
@@ -31,6 +32,10 @@ if (only === undefined || only === 'debug') {
 if (only === undefined || only === 'scatterlist') {
   process.stderr.write('scatterlist\n');
   await scatterlistBenchmarks();
+}
+if (only === undefined || only === 'fence') {
+  process.stderr.write('fences\n');
+  await fenceBenchmarks();
 }
 if (only === undefined || only === 'bo') {
   process.stderr.write('buffer objects\n');

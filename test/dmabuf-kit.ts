@@ -13,7 +13,7 @@ import {
   dmaBufEndCpuAccess,
   dmaBufMapAttachmentUnlocked,
   dmaBufUnmapAttachmentUnlocked,
-  dmaBufVmap,
+  dmaBufVmapUnlocked,
   type IosysMap,
 } from '../src/dmabuf/index.js';
 import { forEachSgtableDmaSg, type SgTable } from '../src/lib/index.js';
@@ -80,7 +80,7 @@ function firstDma(sgt: SgTable): number {
  * means no CPU access.
  */
 export function runTable(m: Machine, db: DmaBuf, table: Table): TableRun {
-  const map = dmaBufVmap(db) as IosysMap;
+  const map = dmaBufVmapUnlocked(db) as IosysMap;
   const d = {} as Record<'A' | 'B', Driver>;
   for (const [name, off] of [
     ['A', 0],

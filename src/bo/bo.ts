@@ -44,11 +44,10 @@ import {
   handleMoveMem,
   memSpace,
   swapout,
-  switchResource,
   unmapVirtual,
 } from './internal/move.js';
 import { freeBo } from './internal/release.js';
-import { lruDel, lruTail, resourceAlloc, resourceCompatible } from './internal/resource.js';
+import { lruDel, lruTail, resourceAlloc, resourceCompatible, switchResource } from './internal/resource.js';
 import {
   type BoObjState,
   bdevState,

@@ -36,6 +36,7 @@ import {
   oracleWriteback,
   removeBounce,
 } from './oracle.js';
+import { attachOrdering } from './ordering.js';
 import { cpuAccessOwnership, deviceAccessOwnership } from './ownership.js';
 import { debugState, devDebug, initDebugState } from './state.js';
 import { onDmaMmap, onFreeMmapped, onVmaUnmap } from './usermaps.js';
@@ -124,6 +125,8 @@ export function attachChecker(m: Machine): void {
   bus.on('cache-invalidate', (ev) => oracleInvalidate(m, st(), ev));
   bus.on('pte-install', (ev) => onPteInstall(m, st(), ev));
   bus.on('pte-remove', (ev) => onPteRemove(st(), ev));
+  // Happens-before between the users of each dma-buf (fences, signals, waits).
+  attachOrdering(m);
 }
 
 /** True when the checker runs on this machine. */

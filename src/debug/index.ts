@@ -17,6 +17,7 @@ export {
   textTable,
 } from './matrix.js';
 export { registerInternalAgent } from './oracle.js';
+export { DMABUF_UNORDERED } from './ordering.js';
 export { findingData, type JsonOptions, renderFindingsJson, stableStringify } from './render/json.js';
 export { renderFindingsSarif, renderSarifRuns } from './render/sarif.js';
 export { renderFindingsText, type TextOptions, verdictText } from './render/text.js';

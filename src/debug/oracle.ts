@@ -68,7 +68,7 @@ function readerLabel(st: DebugState, kind: 0 | 1, agent: string): number {
 }
 
 /** Index of the live bounce whose slot holds `pa`, or -1. */
-function bounceAt(bounces: readonly Bounce[], pa: number): number {
+export function bounceAt(bounces: readonly Bounce[], pa: number): number {
   let lo = 0;
   let hi = bounces.length;
   while (lo < hi) {

@@ -25,7 +25,7 @@ import {
   WARN,
 } from '../machine/index.js';
 import { assertPlainData, tableId } from '../mm/index.js';
-import { lockHeld, withResvLock } from './resv-link.js';
+import { lockHeld, waitForKernelFences, withResvLock } from './resv-link.js';
 import {
   type AttachmentState,
   attachmentHandle,
@@ -125,7 +125,11 @@ export function checkDir(dir: number, call: string): void {
   }
 }
 
-/** `__map_dma_buf()`: the exporter's map, with NULL turned into -ENOMEM and the result checked. */
+/**
+ * `__map_dma_buf()`: the exporter's map, with NULL turned into -ENOMEM; a
+ * static importer then waits for the kernel-usage fences (a move or clear
+ * in flight), since it cannot be told to wait itself.
+ */
 function exporterMap(at: DmaBufAttachment, dir: number): SgTable | number {
   const r = at.dmabuf.ops.mapDmaBuf(at, dir);
   if (r === null) return -ENOMEM;
@@ -134,6 +138,13 @@ function exporterMap(at: DmaBufAttachment, dir: number): SgTable | number {
       throw new DmalabError(`the exporter's mapDmaBuf must return a table or a negative errno, got ${r}`);
     }
     return r;
+  }
+  if (!dmaBufAttachmentIsDynamic(at)) {
+    const w = waitForKernelFences(at.dmabuf);
+    if (w < 0) {
+      at.dmabuf.ops.unmapDmaBuf(at, r, dir);
+      return w;
+    }
   }
   return r;
 }

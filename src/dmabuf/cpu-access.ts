@@ -7,7 +7,7 @@
 import { apiCall, BUG, EINVAL, EOVERFLOW, type Machine, PAGE_SIZE, reportFinding } from '../machine/index.js';
 import { type Vma, vmaPages, vmaSetFile } from '../mm/index.js';
 import { checkDir, warn } from './attach.js';
-import { waitForCpuAccess, withResvLock } from './resv-link.js';
+import { lockHeld, waitForCpuAccess, withResvLock } from './resv-link.js';
 import { type DmaBuf, dmabufState, type IosysMap } from './state.js';
 
 function emitBracket(dmabuf: DmaBuf, begin: boolean, dir: number, agent: string, ret: number): void {
@@ -109,6 +109,7 @@ export function dmaBufMmap(dmabuf: DmaBuf, vma: Vma, pgoff: number): number {
 function vmapInner(dmabuf: DmaBuf): IosysMap | number {
   const m = dmabuf.machine;
   if (!live(dmabuf, 'dma_buf_vmap')) return -EINVAL;
+  lockHeld(dmabuf, 'dma_buf_vmap');
   const b = dmabuf.state;
   const op = dmabuf.ops.vmap;
   if (op === undefined) return -EINVAL;
@@ -132,6 +133,7 @@ function vmapInner(dmabuf: DmaBuf): IosysMap | number {
 function vunmapInner(dmabuf: DmaBuf, map: IosysMap): void {
   const m = dmabuf.machine;
   if (!live(dmabuf, 'dma_buf_vunmap')) return;
+  lockHeld(dmabuf, 'dma_buf_vunmap');
   const b = dmabuf.state;
   const p = b.vmapPtr;
   if (b.vmappingCounter === 0 || p === null || map?.vaddr !== p.vaddr || map.isIomem !== p.isIomem) {

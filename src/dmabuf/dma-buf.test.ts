@@ -11,11 +11,15 @@ import {
   EIO,
   type Machine,
   machineFindings,
+  machineHash,
   PROFILE_NAMES,
+  restoreMachine,
   runVerdict,
+  snapshotMachine,
 } from '../machine/index.js';
 import { kernelRead, kernelWrite, registerChrdev, spawnProcess, sysClose, sysOpen } from '../mm/index.js';
 import {
+  DMA_RESV_USAGE_KERNEL,
   type DmaBuf,
   type DmaBufAttachment,
   type DmaBufOps,
@@ -30,11 +34,19 @@ import {
   dmaBufMapAttachmentUnlocked,
   dmaBufPut,
   dmaBufUnmapAttachmentUnlocked,
-  dmaBufVmap,
-  dmaBufVunmap,
+  dmaBufVmapUnlocked,
+  dmaBufVunmapUnlocked,
   dmaHeapBufferAlloc,
+  dmaResvAddFence,
+  dmaResvLock,
+  dmaResvReserveFences,
+  dmaResvUnlock,
+  drmSchedEntityPushJob,
+  drmSchedJobArm,
+  drmSchedJobInit,
   getDmaBuf,
   type IosysMap,
+  O_CLOEXEC,
 } from './index.js';
 
 const KiB = 1024;
@@ -125,7 +137,7 @@ describe('references, fds and release', () => {
     expect(machineFindings(m).map((f) => f.code)).toEqual(['WARN']);
   });
 
-  it('dma_buf_get: -EBADF for no file, -EINVAL for a file that is not a dma-buf; dma_buf_fd: -EINVAL for bad flags', () => {
+  it('dma_buf_get: -EBADF for no file, -EINVAL for a file that is not a dma-buf; dma_buf_fd: -EINVAL once released', () => {
     const m = createMachine();
     const p = spawnProcess(m, 'app');
     expect(dmaBufGet(p, 7)).toBe(-EBADF);
@@ -133,7 +145,10 @@ describe('references, fds and release', () => {
     const fd = sysOpen(p, '/dev/other');
     expect(dmaBufGet(p, fd)).toBe(-EINVAL);
     const db = dmaBufExport(m, { expName: 'e', size: 4096, ops: loggingOps([], false), priv: 1 }) as DmaBuf;
-    expect(dmaBufFd(p, db, 1)).toBe(-EINVAL);
+    expect(dmaBufFd(p, db, O_CLOEXEC)).toBe(4);
+    expect(sysClose(p, 4)).toBe(0);
+    // Released with its last reference: no fd for it any more.
+    expect(dmaBufFd(p, db, 0)).toBe(-EINVAL);
   });
 });
 
@@ -211,14 +226,14 @@ function heapRoundTrip(m: Machine, heap: string, len: number): { bytes: number[]
     page += bytes.length / 4096;
   }
   dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_FROM_DEVICE);
-  const map = dmaBufVmap(db) as IosysMap;
+  const map = dmaBufVmapUnlocked(db) as IosysMap;
   const bytes: number[] = [];
   let off = 0;
   for (const l of cpuLengths(sgt)) {
     bytes.push(kernelRead(m, map.vaddr + off, 1)![0]!);
     off += l;
   }
-  dmaBufVunmap(db, map);
+  dmaBufVunmapUnlocked(db, map);
   dmaBufDetach(db, at);
   dmaBufPut(db);
   return { bytes, nents: sgt.origNents };
@@ -255,10 +270,10 @@ describe('heaps', () => {
     expect(r).toEqual({ bytes: [0], nents: 1 });
     expect(machineFindings(m)).toEqual([]);
     const db = dmaHeapBufferAlloc(m, 'reserved', 8192, 0, 0) as DmaBuf;
-    const map = dmaBufVmap(db) as IosysMap;
+    const map = dmaBufVmapUnlocked(db) as IosysMap;
     expect([...kernelRead(m, map.vaddr, 8)!]).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     kernelWrite(m, map.vaddr, new Uint8Array([1]));
-    dmaBufVunmap(db, map);
+    dmaBufVunmapUnlocked(db, map);
     dmaBufPut(db);
   });
 
@@ -277,12 +292,12 @@ describe('heaps', () => {
       const db = dmaHeapBufferAlloc(m, 'system', 4096, 0, 0) as DmaBuf;
       const at = dmaBufAttach(db, disp) as DmaBufAttachment;
       const sgt = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE) as SgTable;
-      const map = dmaBufVmap(db) as IosysMap;
+      const map = dmaBufVmapUnlocked(db) as IosysMap;
       if (bracket) expect(dmaBufBeginCpuAccess(db, DMA_TO_DEVICE)).toBe(0);
       expect(kernelWrite(m, map.vaddr, new Uint8Array([9, 8, 7]))).toBe(true);
       if (bracket) expect(dmaBufEndCpuAccess(db, DMA_TO_DEVICE)).toBe(0);
       const got = [...deviceDmaRead(disp, dmaSegments(sgt)[0]!, 3)];
-      dmaBufVunmap(db, map);
+      dmaBufVunmapUnlocked(db, map);
       dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_TO_DEVICE);
       dmaBufDetach(db, at);
       dmaBufPut(db);
@@ -295,5 +310,60 @@ describe('heaps', () => {
         expect(machineFindings(m).map((f) => f.code)).toEqual(['OWNERSHIP', 'STALE_DATA']);
       }
     }
+  });
+});
+
+describe('a static importer waits for the kernel’s fences at map', () => {
+  it('a move in flight (a KERNEL fence) delays the map until it signals; a dynamic importer does not wait', () => {
+    for (const dynamic of [false, true]) {
+      const m = createMachine();
+      const log: string[] = [];
+      const db = dmaBufExport(m, {
+        expName: 'e',
+        size: 4096,
+        ops: loggingOps(log, false),
+        priv: 1,
+      }) as DmaBuf;
+      const copier = addDevice(m, { name: 'copy0' });
+      const job = drmSchedJobInit(copier, { kind: 'idle' }, 5000);
+      drmSchedJobArm(job);
+      expect(dmaResvLock(db.resv, null)).toBe(0);
+      dmaResvReserveFences(db.resv, 1);
+      dmaResvAddFence(db.resv, job.finished!, DMA_RESV_USAGE_KERNEL);
+      dmaResvUnlock(db.resv);
+      drmSchedEntityPushJob(job);
+      const dev = addDevice(m, { name: 'imp0' });
+      const at = (
+        dynamic ? dmaBufDynamicAttach(db, dev, { moveNotify: () => {} }) : dmaBufAttach(db, dev)
+      ) as DmaBufAttachment;
+      if (!dynamic) expect(typeof dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE)).toBe('object');
+      // The dynamic importer of this static exporter got its mapping at attach, without waiting.
+      expect(m.clock.time >= 5000, `dynamic ${dynamic}`).toBe(!dynamic);
+      expect(machineFindings(m)).toEqual([]);
+    }
+  });
+});
+
+describe('snapshots', () => {
+  it('a restore in place brings the buffer and its attachment back under the same handles; the hash agrees', () => {
+    const m = createMachine({ profile: 'arm64-noncoherent' });
+    const dev = addDevice(m, { name: 'imp0', dmaMaskBits: 64, maxSegmentSize: 0xffff_ffff });
+    const db = dmaHeapBufferAlloc(m, 'system', 8192, 0, 0) as DmaBuf;
+    const at = dmaBufAttach(db, dev) as DmaBufAttachment;
+    const snap = snapshotMachine(m);
+    const hash = machineHash(m);
+    dmaBufDetach(db, at);
+    dmaBufPut(db);
+    expect(() => db.size).toThrow(/no longer exists/);
+    expect(machineHash(m)).not.toBe(hash);
+    restoreMachine(m, snap);
+    expect(machineHash(m)).toBe(hash);
+    expect(db.size).toBe(8192);
+    expect(db.attachments).toEqual([at]);
+    // The attachment works again: its table is rebuilt from the buffer's pages.
+    const sgt = dmaBufMapAttachmentUnlocked(at, DMA_FROM_DEVICE) as SgTable;
+    expect(dmaSegments(sgt).length).toBe(4); // two 4 KiB blocks: two segments
+    dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_FROM_DEVICE);
+    expect(machineFindings(m)).toEqual([]);
   });
 });

@@ -42,7 +42,7 @@ import {
   dmaBufHandle,
   dmabufState,
 } from './state.js';
-import { O_CLOEXEC, O_NONBLOCK } from './uapi.js';
+import { O_NONBLOCK } from './uapi.js';
 
 /**
  * `struct dma_buf_export_info` (`DEFINE_DMA_BUF_EXPORT_INFO` fills
@@ -238,8 +238,8 @@ export function dmaBufSetBacking(dmabuf: DmaBuf, backing: readonly number[]): vo
 
 /**
  * `dma_buf_fd()`: installs the buffer in the process's lowest free fd,
- * handing it the caller's reference. `flags` may hold `O_CLOEXEC`
- * (anything else is -EINVAL here; dmalab has no exec to close on).
+ * handing it the caller's reference. Of `flags` only `O_CLOEXEC` means
+ * anything to `get_unused_fd_flags`, and dmalab has no exec to close on.
  * Returns the fd or a negative errno.
  */
 export function dmaBufFd(proc: Process, dmabuf: DmaBuf, flags: number): number {
@@ -247,7 +247,11 @@ export function dmaBufFd(proc: Process, dmabuf: DmaBuf, flags: number): number {
   return apiCall(m, 'dma_buf_fd', () => {
     if (dmabuf === null || dmabuf === undefined || dmabuf.machine !== m) return -EINVAL;
     if (!dmabufState(m).bufs.has(dmabuf.id)) return -EINVAL;
-    if (!Number.isInteger(flags) || (flags & ~O_CLOEXEC) !== 0) return -EINVAL;
+    if (!Number.isInteger(flags)) {
+      throw new DmalabError(`dmaBufFd: flags must be an integer (O_CLOEXEC), got ${flags}`, {
+        field: 'flags',
+      });
+    }
     return fdInstall(proc, dmabuf.file);
   });
 }

@@ -3,6 +3,7 @@ import { createMachine } from '../boot.js';
 import {
   addDevice,
   EINVAL,
+  EIO,
   ENOENT,
   type Machine,
   machineFindings,
@@ -13,6 +14,7 @@ import {
   submitDeviceJob,
 } from '../machine/index.js';
 import {
+  DMA_FENCE_SIGNAL_JOB,
   type DmaFence,
   type DmaFenceOps,
   dmaFenceAddCallback,
@@ -33,6 +35,7 @@ import {
   dmaFenceUnwrapForEach,
   dmaFenceUnwrapMerge,
   dmaFenceWait,
+  dmaFenceWaitAnyTimeout,
   dmaFenceWaitTimeout,
   ERESTARTSYS,
   MAX_SCHEDULE_TIMEOUT,
@@ -45,6 +48,11 @@ const calls: string[] = [];
 registerDmaFenceFunc('test:record', (f, data) => calls.push(`${String(f)} ${JSON.stringify(data)}`));
 registerJobHandler('test:signal-fence', (m, _job, arg) => {
   dmaFenceSignal(fenceById(m, (arg as { fence: number }).fence));
+});
+
+// A periodic device: each tick queues the next one.
+registerJobHandler('test:tick', (m) => {
+  submitDeviceJob(m.devices[0]!, { kind: 'idle' }, 1e9, { handler: 'test:tick' });
 });
 
 const byId = new Map<number, DmaFence>();
@@ -210,6 +218,52 @@ describe('waiting runs model time', () => {
       'INFO: task kernel blocked for more than 120 seconds: waiting on fence 1:1, which nothing pending on any device engine can signal',
     );
     expect(dmaFenceWaitTimeout(f, true, MAX_SCHEDULE_TIMEOUT)).toBe(-ERESTARTSYS);
+  });
+
+  it('a raw engine job signals a fence through DMA_FENCE_SIGNAL_JOB, with -EIO when its access failed', () => {
+    const { m, ctx } = setup();
+    const dev = addDevice(m, { name: 'gpu' });
+    const ok = dmaFenceInit(m, OPS, ctx, 1);
+    const bad = dmaFenceInit(m, OPS, ctx, 2);
+    submitDeviceJob(dev, { kind: 'idle' }, 100, { handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: ok.id } });
+    submitDeviceJob(dev, { kind: 'dma-read', bus: 2 ** 40, len: 4 }, 100, {
+      handler: DMA_FENCE_SIGNAL_JOB,
+      arg: { fence: bad.id },
+    });
+    expect(dmaFenceWait(bad, true)).toBe(0);
+    expect([ok.timestamp, dmaFenceGetStatus(ok), bad.timestamp, dmaFenceGetStatus(bad)]).toEqual([
+      100,
+      1,
+      200,
+      -EIO,
+    ]);
+  });
+
+  it('a device that keeps working does not keep a wait forever', () => {
+    const { m, ctx } = setup();
+    const dev = addDevice(m, { name: 'timer' });
+    submitDeviceJob(dev, { kind: 'idle' }, 1e9, { handler: 'test:tick' });
+    const f = dmaFenceInit(m, OPS, ctx, 1);
+    expect(dmaFenceWait(f, false)).toBe(-ERESTARTSYS);
+    expect(m.clock.time).toBe(120e9);
+    expect(machineFindings(m).map((x) => x.message)).toEqual([
+      'INFO: task kernel blocked for more than 120 seconds: waiting on fence 1:1, still unsignalled while device work goes on',
+    ]);
+  });
+
+  it('wait_any returns the first fence to signal, or times out', () => {
+    const { m, ctx } = setup();
+    const dev = addDevice(m, { name: 'gpu' });
+    const a = dmaFenceInit(m, OPS, ctx, 1);
+    const b = dmaFenceInit(m, OPS, ctx, 2);
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 0)).toEqual({ ret: 0, idx: -1 });
+    submitDeviceJob(dev, { kind: 'idle' }, 700, { handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: b.id } });
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 500)).toEqual({ ret: 0, idx: -1 });
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 1000)).toEqual({ ret: 800, idx: 1 });
+    expect(m.clock.time).toBe(700);
+    expect(dmaFenceWaitAnyTimeout([a, b], 2, true, 0)).toEqual({ ret: 1, idx: 1 });
+    expect(dmaFenceWaitAnyTimeout([a, b], 0, true, 10)).toEqual({ ret: -EINVAL, idx: -1 });
+    expect(machineFindings(m).map((x) => x.code)).toEqual(['WARN']);
   });
 
   it('rejects a non-integer timeout and WARNs on a negative one', () => {

@@ -5,10 +5,11 @@
  * signal, and reference counting.
  *
  * Waiting is synchronous: a wait runs model time — the device engines —
- * until the fence signals. A wait nothing pending can ever end is the
- * kernel's hung task: a `HUNG_TASK` finding, then the wait returns
- * -ERESTARTSYS so that the run goes on (the kernel's task would stay
- * blocked until killed).
+ * until the fence signals. A wait without timeout that is still blocked
+ * after khungtaskd's 120 s of model time (at once when nothing pending can
+ * signal the fence) is the kernel's hung task: a `HUNG_TASK` finding, then
+ * the wait returns -ERESTARTSYS so that the run goes on (the kernel's task
+ * would stay blocked until killed).
  *
  * Callback functions are registered once by name (`registerDmaFenceFunc`);
  * state keeps the name and plain data, never a closure.
@@ -18,10 +19,12 @@ import {
   apiCall,
   DmalabError,
   EINVAL,
+  EIO,
   ENOENT,
   type Machine,
   pendingJobs,
   registerFindingCode,
+  registerJobHandler,
   reportFinding,
   runningJob,
   runUntil,
@@ -66,12 +69,12 @@ export const MAX_SCHEDULE_TIMEOUT = Number.MAX_SAFE_INTEGER;
 /** khungtaskd's default `hung_task_timeout_secs`, in model nanoseconds. */
 const HUNG_TASK_TIMEOUT_NS = 120e9;
 
-/** A wait that no pending work can ever end (the kernel's hung task). */
+/** A wait without timeout still blocked after 120 s of model time (the kernel's hung task). */
 export const HUNG_TASK = registerFindingCode({
   code: 'HUNG_TASK',
   severity: 'error',
   verdict: 'broken',
-  title: 'a task waits on a fence that nothing pending can signal: it would block forever',
+  title: 'a task waits on a fence that does not signal within 120 s of model time: it would hang',
   layer: 'dmabuf',
 });
 
@@ -234,7 +237,7 @@ export function dmaFenceSignalTimestamp(fence: DmaFence, timestamp: number): num
 export function fenceIsSignaled(m: Machine, f: FenceRec): boolean {
   if (fenceSignaledBit(f)) return true;
   const poll = opsOf(f).signaled;
-  if (poll !== undefined && poll(fenceHandle(m, f.id))) {
+  if (poll?.(fenceHandle(m, f.id))) {
     signalFence(m, f, m.clock.time);
     return true;
   }
@@ -269,6 +272,7 @@ export function dmaFenceGetStatus(fence: DmaFence): number {
   return apiCall(m, 'dma_fence_get_status', () => {
     const f = fence.state;
     if (!fenceIsSignaled(m, f)) return 0;
+    noteFenceObserved(m, f, true);
     return f.error !== 0 ? f.error : 1;
   });
 }
@@ -374,6 +378,7 @@ export function putFence(m: Machine, f: FenceRec): void {
   opsOf(f).release?.(h);
   const s = fenceState(m);
   s.fences.delete(f.id);
+  if (m.bus.wants['fence-release']) m.bus.emit({ type: 'fence-release', fence: f.id });
   if (f.components !== null) for (const c of f.components) putFence(m, s.fences.get(c)!);
 }
 
@@ -452,24 +457,24 @@ export function waitModelTime(m: Machine, done: () => boolean, timeout: number, 
   if (done()) return timeout === 0 ? 1 : timeout;
   if (timeout === 0) return 0;
   const forever = timeout === MAX_SCHEDULE_TIMEOUT;
-  const deadline = forever ? Number.POSITIVE_INFINITY : m.clock.time + timeout;
+  // A wait without timeout ends at khungtaskd's horizon: a device that keeps working never lets it hang the run.
+  const deadline = m.clock.time + (forever ? HUNG_TASK_TIMEOUT_NS : timeout);
+  let idle = false;
   for (;;) {
     let next = Number.POSITIVE_INFINITY;
     for (const j of pendingJobs(m)) next = Math.min(next, j.due);
-    if (next === Number.POSITIVE_INFINITY || next > deadline) break;
+    idle = next === Number.POSITIVE_INFINITY;
+    if (idle || next > deadline) break;
     runUntil(m, next);
     if (done()) return forever ? MAX_SCHEDULE_TIMEOUT : Math.max(1, deadline - m.clock.time);
   }
-  if (!forever) {
-    runUntil(m, deadline);
-    return done() ? 1 : 0;
-  }
+  runUntil(m, deadline);
+  if (!forever) return done() ? 1 : 0;
   reportFinding(
     m,
     HUNG_TASK.code,
-    `INFO: task ${m.agent} blocked for more than ${HUNG_TASK_TIMEOUT_NS / 1e9} seconds: waiting on ${what}, which nothing pending on any device engine can signal`,
+    `INFO: task ${m.agent} blocked for more than ${HUNG_TASK_TIMEOUT_NS / 1e9} seconds: waiting on ${what}, ${idle ? 'which nothing pending on any device engine can signal' : 'still unsignalled while device work goes on'}`,
   );
-  runUntil(m, m.clock.time + HUNG_TASK_TIMEOUT_NS);
   return -ERESTARTSYS;
 }
 
@@ -511,3 +516,60 @@ export function dmaFenceWait(fence: DmaFence, intr: boolean): number {
   const r = dmaFenceWaitTimeout(fence, intr, MAX_SCHEDULE_TIMEOUT);
   return r < 0 ? r : 0;
 }
+
+/**
+ * `dma_fence_wait_any_timeout()`: waits, running model time, until any of
+ * the first `count` fences signals. Returns the time left (at least 1), 0 on
+ * timeout or a negative errno as `ret`, and in `idx` (the kernel's
+ * out-parameter) the index of the first signalled fence, -1 when none.
+ * An empty list or a negative timeout is the kernel's WARN and -EINVAL.
+ */
+export function dmaFenceWaitAnyTimeout(
+  fences: readonly DmaFence[],
+  count: number,
+  intr: boolean,
+  timeout: number,
+): { ret: number; idx: number } {
+  checkTimeout(timeout);
+  if (!Array.isArray(fences) || !Number.isInteger(count) || count < 0 || count > fences.length) {
+    throw new DmalabError(`fences must be an array of at least count (${count}) DmaFence`);
+  }
+  for (const [i, f] of fences.slice(0, count).entries()) assertFence(f, `fences[${i}]`);
+  const m = fences[0]?.machine;
+  if (m === undefined || count === 0 || timeout < 0) {
+    if (m !== undefined)
+      reportFinding(m, WARN.code, `dma_fence_wait_any_timeout: count ${count}, timeout ${timeout}`);
+    return { ret: -EINVAL, idx: -1 };
+  }
+  void intr;
+  return apiCall(m, 'dma_fence_wait_any_timeout', () => {
+    const recs = fences.slice(0, count).map((f) => f.state);
+    let idx = -1;
+    const any = () => {
+      idx = recs.findIndex((f) => fenceIsSignaled(m, f));
+      return idx >= 0;
+    };
+    for (const f of recs) enableSignaling(m, f);
+    const ret = waitModelTime(m, any, timeout, `any of ${count} fences`);
+    if (idx >= 0) noteFenceObserved(m, recs[idx]!, true);
+    return { ret, idx };
+  });
+}
+
+/**
+ * The job handler name that signals a fence when a raw engine job completes
+ * (the driver's completion interrupt calling `dma_fence_signal`): pass
+ * `{ handler: DMA_FENCE_SIGNAL_JOB, arg: { fence: fence.id } }` to
+ * `submitDeviceJob`. A failed device access sets -EIO first. Hold a
+ * reference to the fence until it signals, as the kernel's drivers do.
+ */
+export const DMA_FENCE_SIGNAL_JOB = 'dma_fence_signal';
+
+registerJobHandler(DMA_FENCE_SIGNAL_JOB, (m, job, arg) => {
+  const id = (arg as { fence?: unknown } | null)?.fence;
+  const f = typeof id === 'number' ? fenceState(m).fences.get(id) : undefined;
+  if (f === undefined)
+    throw new DmalabError(`${DMA_FENCE_SIGNAL_JOB}: job ${job.id} names no live fence (arg.fence)`);
+  if (!job.ok && !fenceSignaledBit(f)) f.error = -EIO;
+  signalFence(m, f, m.clock.time);
+});

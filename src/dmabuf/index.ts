@@ -48,6 +48,7 @@ export {
 } from './dma-buf.js';
 // ---- fences, reservation objects, gated jobs (helper fence) ----
 export {
+  DMA_FENCE_SIGNAL_JOB,
   type DmaFenceFunc,
   type DmaFenceOps,
   dmaFenceAddCallback,
@@ -67,6 +68,7 @@ export {
   dmaFenceSignal,
   dmaFenceSignalTimestamp,
   dmaFenceWait,
+  dmaFenceWaitAnyTimeout,
   dmaFenceWaitTimeout,
   HUNG_TASK,
   MAX_SCHEDULE_TIMEOUT,

@@ -5,13 +5,14 @@
  * begin_cpu_access, and the embedded object's life.
  */
 
-import type { Machine } from '../machine/index.js';
+import { type Machine, reportFinding, WARN } from '../machine/index.js';
 import { MAX_SCHEDULE_TIMEOUT } from './fence.js';
 import { type DmaResv, resvHandle } from './fence-state.js';
 import {
-  dmaResvAssertHeld,
+  DMA_RESV_USAGE_KERNEL,
   dmaResvFini,
   dmaResvInit,
+  dmaResvIsLocked,
   dmaResvLock,
   dmaResvUnlock,
   dmaResvUsageRw,
@@ -24,10 +25,16 @@ export function resvOf(dmabuf: DmaBuf): DmaResv {
   return resvHandle(dmabuf.machine, dmabuf.state.resv);
 }
 
-/** `dma_resv_assert_held(dmabuf->resv)`: lockdep's WARN when the lock is not held. */
+/** `dma_resv_assert_held(dmabuf->resv)` in `call`: lockdep's WARN when the lock is not held. */
 export function lockHeld(dmabuf: DmaBuf, call: string): void {
-  void call;
-  dmaResvAssertHeld(resvOf(dmabuf));
+  const resv = resvOf(dmabuf);
+  if (!dmaResvIsLocked(resv)) {
+    reportFinding(
+      dmabuf.machine,
+      WARN.code,
+      `${call}: the reservation lock of dma-buf ${dmabuf.id} (dma_resv ${resv.id}) is not held (lockdep_assert_held fails)`,
+    );
+  }
 }
 
 /**
@@ -52,6 +59,12 @@ export function withResvLock<T>(dmabuf: DmaBuf, fn: () => T): T {
  */
 export function waitForCpuAccess(dmabuf: DmaBuf, write: boolean): number {
   const r = dmaResvWaitTimeout(resvOf(dmabuf), dmaResvUsageRw(write), true, MAX_SCHEDULE_TIMEOUT);
+  return r < 0 ? r : 0;
+}
+
+/** The wait of a static importer's map for the kernel's own fences (moves, clears). 0 or a negative errno. */
+export function waitForKernelFences(dmabuf: DmaBuf): number {
+  const r = dmaResvWaitTimeout(resvOf(dmabuf), DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT);
   return r < 0 ? r : 0;
 }
 

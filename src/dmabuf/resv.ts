@@ -237,6 +237,11 @@ export function dmaResvReserveFences(obj: DmaResv, numFences: number): number {
     const r = obj.state;
     assertHeld(m, r, 'dma_resv_reserve_fences');
     if (r.fences.length + numFences <= r.max) return 0;
+    // The new list's size counts the old fences, signalled or not; copying it drops the signalled ones.
+    r.max =
+      r.max > 0
+        ? Math.max(r.fences.length + numFences, r.max * 2)
+        : Math.max(4, 2 ** Math.ceil(Math.log2(numFences)));
     const s = fenceState(m);
     const kept = [];
     for (const slot of r.fences) {
@@ -244,7 +249,6 @@ export function dmaResvReserveFences(obj: DmaResv, numFences: number): number {
       if (fenceIsSignaled(m, f)) putFence(m, f);
       else kept.push(slot);
     }
-    r.max = Math.max(kept.length + numFences, r.max * 2, 4);
     r.fences = kept;
     return 0;
   });

@@ -14,7 +14,15 @@
 import type { SgTable } from '../lib/index.js';
 import type { Device } from '../machine/index.js';
 import { DmalabError, type Hasher, type KernelVa, type Machine, registerSlot } from '../machine/index.js';
-import { assertPlainData, type File, fileHandle, tableById, tableKey } from '../mm/index.js';
+import {
+  assertPlainData,
+  type File,
+  fileHandle,
+  handleGone,
+  tableById,
+  tableKey,
+  uniqueHandle,
+} from '../mm/index.js';
 import { type DmaResv, resvHandle } from './fence-state.js';
 
 /** `struct iosys_map`: a kernel mapping of a buffer, system or I/O memory. */
@@ -140,25 +148,6 @@ export function keptSgt(m: Machine): Map<number, SgTable> {
   return t;
 }
 
-interface Caches {
-  bufs: Map<number, DmaBuf>;
-  atts: Map<number, DmaBufAttachment>;
-}
-const caches = new WeakMap<Machine, Caches>();
-
-function cacheOf(m: Machine): Caches {
-  let c = caches.get(m);
-  if (c === undefined) {
-    c = { bufs: new Map(), atts: new Map() };
-    caches.set(m, c);
-  }
-  return c;
-}
-
-function gone(what: string, id: number): never {
-  throw new DmalabError(`${what} ${id} no longer exists (a use after free in the kernel)`);
-}
-
 /** `struct dma_buf`. */
 export class DmaBuf {
   constructor(
@@ -166,7 +155,7 @@ export class DmaBuf {
     readonly id: number,
   ) {}
   get state(): DmaBufState {
-    return dmabufState(this.machine).bufs.get(this.id) ?? gone('dma-buf', this.id);
+    return dmabufState(this.machine).bufs.get(this.id) ?? handleGone('dma-buf', this.id);
   }
   get size(): number {
     return this.state.size;
@@ -212,7 +201,7 @@ export class DmaBufAttachment {
     readonly id: number,
   ) {}
   get state(): AttachmentState {
-    return dmabufState(this.machine).atts.get(this.id) ?? gone('dma-buf attachment', this.id);
+    return dmabufState(this.machine).atts.get(this.id) ?? handleGone('dma-buf attachment', this.id);
   }
   get dmabuf(): DmaBuf {
     return dmaBufHandle(this.machine, this.state.buf);
@@ -251,23 +240,14 @@ export class DmaBufAttachment {
   }
 }
 
-function cached<T>(map: Map<number, T>, id: number, make: () => T): T {
-  let h = map.get(id);
-  if (h === undefined) {
-    h = make();
-    map.set(id, h);
-  }
-  return h;
-}
-
 /** The one `DmaBuf` handle of an id (internal). */
 export function dmaBufHandle(m: Machine, id: number): DmaBuf {
-  return cached(cacheOf(m).bufs, id, () => new DmaBuf(m, id));
+  return uniqueHandle(m, 'dma-buf', id, () => new DmaBuf(m, id));
 }
 
 /** The one `DmaBufAttachment` handle of an id (internal). */
 export function attachmentHandle(m: Machine, id: number): DmaBufAttachment {
-  return cached(cacheOf(m).atts, id, () => new DmaBufAttachment(m, id));
+  return uniqueHandle(m, 'dma-buf attachment', id, () => new DmaBufAttachment(m, id));
 }
 
 function hashState(s: DmaBufLayerState, h: Hasher): void {

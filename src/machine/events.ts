@@ -43,6 +43,7 @@
  * | fence-signal | dmabuf/fence | a dma_fence signalled, by a CPU agent or a device's job |
  * | fence-wait | dmabuf/fence | an agent waited on or tested a fence, and whether it saw it signalled |
  * | fence-callback | dmabuf/fence | a callback registered on a fence ran |
+ * | fence-release | dmabuf/fence | a fence's last reference dropped: its id is never seen again |
  * | resv-add | dmabuf/resv | a fence added to a reservation object with a usage class |
  * | sched-push / sched-run | dmabuf/sched | a fence-gated device job queued by an agent / handed to the engine |
  * | dmabuf-export / dmabuf-release | dmabuf | a dma-buf created (with the physical pieces backing it) / freed at its last reference |
@@ -571,6 +572,11 @@ export interface FenceCallbackEvent extends EventBase {
   func: string;
 }
 
+export interface FenceReleaseEvent extends EventBase {
+  type: 'fence-release';
+  fence: number;
+}
+
 export interface ResvAddEvent extends EventBase {
   type: 'resv-add';
   resv: number;
@@ -826,6 +832,7 @@ export type MachineEvent =
   | FenceSignalEvent
   | FenceWaitEvent
   | FenceCallbackEvent
+  | FenceReleaseEvent
   | ResvAddEvent
   | SchedPushEvent
   | SchedRunEvent
@@ -901,6 +908,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   'fence-signal',
   'fence-wait',
   'fence-callback',
+  'fence-release',
   'resv-add',
   'sched-push',
   'sched-run',

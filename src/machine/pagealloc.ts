@@ -11,6 +11,7 @@
  * metadata lives in typed arrays per 2 MiB section, created when first used.
  */
 
+import { cacheFlush, colourOf } from './cache.js';
 import { cpuZero } from './cpu.js';
 import { DmalabError } from './errors.js';
 import { BUG, reportFinding } from './findings.js';
@@ -299,7 +300,7 @@ function markAllocated(a: AllocState, pfn: number, order: number): void {
  * `alloc_pages()`: a naturally aligned block of 2^order frames from the
  * zones the flags allow, in the kernel's fallback order; null when none
  * has room. `__GFP_ZERO` clears it through the cached linear map, as
- * `clear_page` does.
+ * `clear_page` does, then flushes that alias where kunmap does (parisc).
  */
 export function allocPages(m: Machine, gfp: Gfp, order: number): Page | null {
   return apiCall(m, 'alloc_pages', () => allocPagesInner(m, gfp, order));
@@ -318,7 +319,12 @@ export function allocPagesInner(m: Machine, gfp: Gfp, order: number): Page | nul
     if (m.bus.wants['page-alloc']) m.bus.emit({ type: 'page-alloc', pfn, order, zone: z.name });
     if (gfp & __GFP_ZERO) {
       const pa = pfn * PAGE_SIZE;
-      cpuZero(m, pa, physToVirt(pa), 'cached', PAGE_SIZE * 2 ** order);
+      const va = physToVirt(pa);
+      const len = PAGE_SIZE * 2 ** order;
+      cpuZero(m, pa, va, 'cached', len);
+      // clear_highpage maps each page with kmap_local_page; where kunmap flushes the kernel alias
+      // (parisc), the zeroes reach memory and no line of them stays behind.
+      if (m.profile.flushOnKunmap) cacheFlush(m, pa, len, colourOf(m.hw.cache, va, pa));
     }
     return pfn as Page;
   }

@@ -61,6 +61,12 @@ export interface Profile {
   readonly zoneDma32Bits: number;
   /** Speculative fills through cached mappings are explorer choice points. */
   readonly speculativeFills: boolean;
+  /**
+   * `ARCH_HAS_FLUSH_ON_KUNMAP` (parisc): `kunmap_local` flushes the kernel
+   * alias of the page, so a page cleared through `kmap_local_page` (as
+   * `__GFP_ZERO` does with `clear_highpage`) leaves no line in the cache.
+   */
+  readonly flushOnKunmap: boolean;
 }
 
 const PIPT_64: CacheGeometry = {
@@ -100,6 +106,7 @@ const x86: Profile = {
   zoneDmaBits: 24,
   zoneDma32Bits: 32,
   speculativeFills: false,
+  flushOnKunmap: false,
 };
 
 /** The profiles that ship with dmalab, by name. */
@@ -139,6 +146,7 @@ export const PROFILES: Readonly<Record<string, Profile>> = {
   parisc: {
     ...x86,
     name: 'parisc',
+    flushOnKunmap: true,
     description:
       'PA-RISC 2.0 with an sba-style IOMMU: VIPT caches (4 MiB congruence), DMA coherent with the kernel alias through the coherence index',
     arch: 'parisc',
@@ -157,6 +165,7 @@ export const PROFILES: Readonly<Record<string, Profile>> = {
   'parisc-pcxl': {
     ...x86,
     name: 'parisc-pcxl',
+    flushOnKunmap: true,
     description:
       'PA-RISC 1.1 PA7100LC without IOMMU: VIPT caches, non-coherent DMA with flush/purge, uncached DMA window',
     arch: 'parisc',
@@ -226,6 +235,7 @@ function validateProfile(p: Profile, field: string): void {
     bad("profile.coherentAlloc must be 'cached', 'remap-uncached' or 'pcxl-uncached'");
   if (!isMmapStrategy(p.mmapStrategy))
     bad(`profile.mmapStrategy must be one of ${MMAP_STRATEGIES.join(', ')}`);
+  if (typeof p.flushOnKunmap !== 'boolean') bad('profile.flushOnKunmap must be a boolean');
   if (
     !Number.isInteger(p.zoneDmaBits) ||
     !Number.isInteger(p.zoneDma32Bits) ||

@@ -98,9 +98,12 @@ function cacheOf(m: Machine): Caches {
   return c;
 }
 
-function gone(what: string, id: number): never {
+/** Throws the DmalabError of a handle whose object was freed. */
+export function handleGone(what: string, id: number): never {
   throw new DmalabError(`${what} ${id} no longer exists (a use after free in the kernel)`);
 }
+
+const gone = handleGone;
 
 /** `struct task_struct` and its `mm_struct`: a user process. */
 export class Process {
@@ -287,6 +290,28 @@ function cached<T>(map: Map<number, T>, id: number, make: () => T): T {
     map.set(id, h);
   }
   return h;
+}
+
+const layerCaches = new WeakMap<Machine, Map<string, Map<number, object>>>();
+
+/**
+ * The one handle of `kind` and `id` on this machine, made by `make` the
+ * first time, for the layers above that keep their objects as plain state
+ * and hand out views (dma-bufs, attachments): handles compare with `===`
+ * and survive a restore in place.
+ */
+export function uniqueHandle<T extends object>(m: Machine, kind: string, id: number, make: () => T): T {
+  let byKind = layerCaches.get(m);
+  if (byKind === undefined) {
+    byKind = new Map();
+    layerCaches.set(m, byKind);
+  }
+  let ids = byKind.get(kind);
+  if (ids === undefined) {
+    ids = new Map();
+    byKind.set(kind, ids);
+  }
+  return cached(ids, id, make) as T;
 }
 
 /** The one `Process` handle of a pid on this machine (internal). */

@@ -20,7 +20,14 @@ import { type CopySide, gpuCopy, gpuEvictFlags, gpuTtCaching, vramAddr } from '.
 import { backingPfns, boHandle, placementName } from '../handles.js';
 import { drmVmaNodeUnmap } from '../vma-manager.js';
 import { primeMoveNotify, primeSetBacking } from './prime-notify.js';
-import { evictionValuable, gartBind, gartUnbind, lruTail, resourceAlloc, resourceFree } from './resource.js';
+import {
+  evictionValuable,
+  gartBind,
+  lruTail,
+  resourceAlloc,
+  resourceFree,
+  switchResource,
+} from './resource.js';
 import {
   type BdevState,
   type BoObjState,
@@ -95,15 +102,6 @@ export function populate(m: Machine, bdev: BdevState, bo: BoObjState, ctx: TtmOp
     if (bdev.ttPages + bo.pages > bdev.ttPagesLimit) return -ENOMEM;
   }
   return ttPopulate(m, devOf(m, bdev), bdev, tt);
-}
-
-export function switchResource(bdev: BdevState, bo: BoObjState, res: ResourceState): void {
-  const old = bo.resource;
-  if (old !== null) {
-    if (old.memType === TTM_PL_TT) gartUnbind(bdev, old.start, old.pages);
-    resourceFree(bdev, old);
-  }
-  bo.resource = res;
 }
 
 /**

@@ -7,20 +7,14 @@
  */
 
 import type { Machine } from '../../machine/index.js';
-import { TTM_PL_TT } from '../consts.js';
-import { gartUnbind, resourceFree } from './resource.js';
+import { switchResource } from './resource.js';
 import { type BdevState, type BoObjState, boState } from './state.js';
 import { resvFini, resvKernelIdle } from './sync.js';
 import { ttFreePages, ttTakePages } from './tt.js';
 
 /** Frees a released object's memory now. */
 export function freeBo(m: Machine, bdev: BdevState, bo: BoObjState): void {
-  const res = bo.resource;
-  if (res !== null) {
-    if (res.memType === TTM_PL_TT) gartUnbind(bdev, res.start, res.pages);
-    resourceFree(bdev, res);
-    bo.resource = null;
-  }
+  switchResource(bdev, bo, null);
   if (bo.tt !== null) ttFreePages(m.devices[bdev.device]!, bdev, ttTakePages(bo.tt));
   bo.tt = null;
   if (bo.ownResv) resvFini(m, bo.resv);

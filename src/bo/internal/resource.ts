@@ -15,6 +15,7 @@ import {
   TTM_PL_FLAG_TEMPORARY,
   TTM_PL_FLAG_TOPDOWN,
   TTM_PL_SYSTEM,
+  TTM_PL_TT,
 } from '../consts.js';
 import type { BdevState, BoObjState, ManState, ResourceState, TtmPlace, TtmPlacement } from './state.js';
 
@@ -78,6 +79,19 @@ export function resourceFree(bdev: BdevState, res: ResourceState): void {
       return;
     }
   }
+}
+
+/**
+ * Replaces a BO's resource (null: none): the old one is unbound from the
+ * GART if it was a TT range and goes back to its manager.
+ */
+export function switchResource(bdev: BdevState, bo: BoObjState, res: ResourceState | null): void {
+  const old = bo.resource;
+  if (old !== null) {
+    if (old.memType === TTM_PL_TT) gartUnbind(bdev, old.start, old.pages);
+    resourceFree(bdev, old);
+  }
+  bo.resource = res;
 }
 
 /** Takes a BO off whichever LRU or list holds it. */

@@ -24,7 +24,7 @@ import {
   sgFreeTable,
   sgSetPage,
 } from '../../lib/index.js';
-import { ENOMEM, GFP_KERNEL, PAGE_SIZE, type Page } from '../../machine/index.js';
+import { DmalabError, ENOMEM, GFP_KERNEL, PAGE_SIZE, type Page } from '../../machine/index.js';
 import {
   flushKernelVmapRange,
   invalidateKernelVmapRange,
@@ -94,6 +94,25 @@ function buildTable(priv: HeapBufferPriv): SgTable | null {
   return sgt;
 }
 
+/**
+ * The attachment's table. Tables live beside the machine state (API.md §1),
+ * so after a restore to a moment when the attachment existed it may be
+ * missing: it is built again from the buffer's pages (a mapped one's DMA
+ * fields are not restored, so a restore keeps mapped attachments only as far
+ * as their state goes).
+ */
+function tableOf(at: DmaBufAttachment): SgTable {
+  let sgt = tables.get(at);
+  if (sgt === undefined) {
+    const built = buildTable(heapPriv(at.dmabuf));
+    if (built === null)
+      throw new DmalabError('the heap could not rebuild an attachment table after a restore');
+    sgt = built;
+    tables.set(at, sgt);
+  }
+  return sgt;
+}
+
 function attach(dmabuf: DmaBuf, at: DmaBufAttachment): number {
   const sgt = buildTable(heapPriv(dmabuf));
   if (sgt === null) return -ENOMEM;
@@ -109,7 +128,7 @@ function detach(_dmabuf: DmaBuf, at: DmaBufAttachment): void {
 }
 
 function mapDmaBuf(at: DmaBufAttachment, dir: number): SgTable | number {
-  const sgt = tables.get(at)!;
+  const sgt = tableOf(at);
   const r = dmaMapSgtable(at.dev, sgt, dir as 0 | 1 | 2, 0);
   if (r !== 0) return r;
   at.priv = { mapped: true } satisfies HeapAttachmentPriv;
@@ -129,7 +148,7 @@ function mappedAttachments(dmabuf: DmaBuf): DmaBufAttachment[] {
 function beginCpuAccess(dmabuf: DmaBuf, dir: number): number {
   const vm = dmabuf.state.vmapPtr;
   if (vm !== null) invalidateKernelVmapRange(dmabuf.machine, vm.vaddr, heapPriv(dmabuf).len);
-  for (const a of mappedAttachments(dmabuf)) dmaSyncSgtableForCpu(a.dev, tables.get(a)!, dir as 0 | 1 | 2);
+  for (const a of mappedAttachments(dmabuf)) dmaSyncSgtableForCpu(a.dev, tableOf(a), dir as 0 | 1 | 2);
   return 0;
 }
 
@@ -137,7 +156,7 @@ function beginCpuAccess(dmabuf: DmaBuf, dir: number): number {
 function endCpuAccess(dmabuf: DmaBuf, dir: number): number {
   const vm = dmabuf.state.vmapPtr;
   if (vm !== null) flushKernelVmapRange(dmabuf.machine, vm.vaddr, heapPriv(dmabuf).len);
-  for (const a of mappedAttachments(dmabuf)) dmaSyncSgtableForDevice(a.dev, tables.get(a)!, dir as 0 | 1 | 2);
+  for (const a of mappedAttachments(dmabuf)) dmaSyncSgtableForDevice(a.dev, tableOf(a), dir as 0 | 1 | 2);
   return 0;
 }
 

@@ -159,12 +159,12 @@ function cmaMmap(dmabuf: DmaBuf, vma: Vma): number {
   return 0;
 }
 
-function cmaRelease_(dmabuf: DmaBuf): void {
+function cmaHeapRelease(dmabuf: DmaBuf): void {
   const p = heapPriv(dmabuf);
   cmaRelease(dmabuf.machine, p.chunks[0]! as Page, p.chunks[1]!);
 }
 
-const cmaHeapOps: DmaBufOps = { ...heapCommonOps, mmap: cmaMmap, release: cmaRelease_ };
+const cmaHeapOps: DmaBufOps = { ...heapCommonOps, mmap: cmaMmap, release: cmaHeapRelease };
 
 /** CONFIG_CMA_ALIGNMENT's default. */
 const CMA_ALIGNMENT = 8;

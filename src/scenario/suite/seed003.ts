@@ -187,8 +187,7 @@ builtin(
     intent:
       'the same two drivers with exclusive device phases and CPU access bracketed by begin/end_cpu_access',
     seed: '003',
-    // VIPT: the drivers' vmap alias is not the linear alias the heap zeroed the pages through (see the catalogue).
-    expect: { parisc: 'broken', 'parisc-pcxl': 'broken' },
+    expect: {},
   },
   (m, ctx) => tableCase(m, ctx, EXCLUSIVE, true),
 );

@@ -74,7 +74,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     'parisc-pcxl': [O, O, S, C, C, C, C, O, S, S, S, O, S, O, S],
     'swiotlb-force': [O, O, O, S, O, S],
   },
-  'dmabuf-two-driver-exclusive': { parisc: [S, S, S, S], 'parisc-pcxl': [S, S] },
+  'dmabuf-two-driver-exclusive': {},
   'bo-migrate-under-mapping': {},
   'bo-migrate-stale-pte': Object.fromEntries(PROFILE_NAMES.map((p) => [p, ['BO_STALE_PTE', 'BO_STALE_PTE']])),
 };
