@@ -240,7 +240,7 @@ function emitMap(
   if (addr === DMA_MAPPING_ERROR) dmaState(m).stats.mapErrors++;
   else dmaState(m).stats.maps++;
   if (m.bus.wants['dma-map']) {
-    m.bus.emit({
+    m.bus.emitStamped('dma-map', {
       type: 'dma-map',
       device: dev.name,
       call,
@@ -251,8 +251,8 @@ function emitMap(
       attrs,
       dmaAddr: addr,
       backend,
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
 }
@@ -298,7 +298,7 @@ function unmapPhys(
   if (addr !== DMA_MAPPING_ERROR) getDmaOps(dev).unmapPhys(dev, addr, size, dir, attrs);
   dmaState(m).stats.unmaps++;
   if (m.bus.wants['dma-unmap']) {
-    m.bus.emit({
+    m.bus.emitStamped('dma-unmap', {
       type: 'dma-unmap',
       device: dev.name,
       call,
@@ -306,8 +306,8 @@ function unmapPhys(
       size,
       dir,
       attrs,
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
 }
@@ -533,7 +533,13 @@ export function dmaUnmapResource(
 export function dmaMappingError(dev: Device, dmaAddr: DmaAddr | number): number {
   const m = dev.machine;
   if (m.bus.wants['dma-mapping-error']) {
-    m.bus.emit({ type: 'dma-mapping-error', device: dev.name, dmaAddr, step: 0, time: 0 });
+    m.bus.emitStamped('dma-mapping-error', {
+      type: 'dma-mapping-error',
+      device: dev.name,
+      dmaAddr,
+      step: m.clock.step,
+      time: m.clock.time,
+    });
   }
   return dmaAddr === DMA_MAPPING_ERROR ? -ENOMEM : 0;
 }
@@ -565,7 +571,7 @@ function sync(
     }
     dmaState(m).stats.syncs++;
     if (m.bus.wants['dma-sync']) {
-      m.bus.emit({
+      m.bus.emitStamped('dma-sync', {
         type: 'dma-sync',
         device: dev.name,
         call,
@@ -573,8 +579,8 @@ function sync(
         dmaAddr: addr,
         size,
         dir,
-        step: 0,
-        time: 0,
+        step: m.clock.step,
+        time: m.clock.time,
       });
     }
   } finally {

@@ -190,15 +190,15 @@ function writeBack(
   c.dirty[i] = 0;
   c.stats.writebacks++;
   if (m.bus.wants['cache-writeback']) {
-    m.bus.emit({
+    m.bus.emitStamped('cache-writeback', {
       type: 'cache-writeback',
       pa,
       colour: c.colour[i]!,
       len: c.lineSize,
       reason,
       data: c.data.subarray(off, off + c.lineSize),
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
 }
@@ -546,15 +546,15 @@ function emitInvalidate(
   dirty: number,
 ): void {
   if (lines > 0 && m.bus.wants['cache-invalidate']) {
-    m.bus.emit({
+    m.bus.emitStamped('cache-invalidate', {
       type: 'cache-invalidate',
       pa,
       len,
       colour,
       lines,
       dirtyDiscarded: dirty,
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
 }

@@ -42,7 +42,7 @@ export function cpuRead(
     if (m.profile.uncachedSnoops) cacheSnoopRead(m, pa, len, ALL_COLOURS, out, outOff);
   }
   if (m.bus.wants['cpu-access']) {
-    m.bus.emit({
+    m.bus.emitStamped('cpu-access', {
       type: 'cpu-access',
       write: false,
       pa,
@@ -51,8 +51,8 @@ export function cpuRead(
       attr,
       agent: m.agent,
       data: out.subarray(outOff, outOff + len),
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
   return 'ok';
@@ -76,7 +76,7 @@ export function cpuWrite(
     if (m.profile.uncachedSnoops) cacheSnoopWrite(m, pa, len, ALL_COLOURS, src, srcOff);
   }
   if (m.bus.wants['cpu-access']) {
-    m.bus.emit({
+    m.bus.emitStamped('cpu-access', {
       type: 'cpu-access',
       write: true,
       pa,
@@ -85,8 +85,8 @@ export function cpuWrite(
       attr,
       agent: m.agent,
       data: src.subarray(srcOff, srcOff + len),
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
   return 'ok';

@@ -325,7 +325,7 @@ function accessPiece(
     if (colour !== -2) cacheSnoopRead(m, pa, n, colour, buf, off);
   }
   if (m.bus.wants['device-access']) {
-    m.bus.emit({
+    m.bus.emitStamped('device-access', {
       type: 'device-access',
       device: dev.name,
       write,
@@ -335,8 +335,8 @@ function accessPiece(
       coherence,
       colour: colour < 0 ? -1 : colour,
       data: buf.subarray(off, off + n),
-      step: 0,
-      time: 0,
+      step: m.clock.step,
+      time: m.clock.time,
     });
   }
 }

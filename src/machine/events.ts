@@ -854,12 +854,8 @@ export type MachineEvent =
 export type EventType = MachineEvent['type'];
 export type EventOf<T extends EventType> = Extract<MachineEvent, { type: T }>;
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-/**
- * An event before the bus stamps its step and time. Hot emission sites may
- * pre-fill both (last, with any value) so that the literal already has the
- * event's final shape and the stamp does not grow the object.
- */
-export type EventInit = DistributiveOmit<MachineEvent, 'step' | 'time'> & { step?: number; time?: number };
+/** An event before the bus stamps its step and time. */
+export type EventInit = DistributiveOmit<MachineEvent, 'step' | 'time'>;
 
 export const EVENT_TYPES: readonly EventType[] = [
   'cpu-access',
@@ -973,6 +969,19 @@ export class EventBus {
     if (list !== undefined) for (let i = 0; i < list.length; i++) list[i]!(ev);
     const any = this.anyType;
     for (let i = 0; i < any.length; i++) any[i]!(ev);
+  }
+
+  /**
+   * `emit` for hot sites whose literal already holds the clock's step and
+   * time (last, as `emit` would append them): the event keeps the shape it
+   * was built with, and dispatch uses the given type without re-reading or
+   * re-stamping the event (each a megamorphic access in `emit`).
+   */
+  emitStamped<T extends EventType>(type: T, ev: EventOf<T>): void {
+    const list = this.byType.get(type);
+    if (list !== undefined) for (let i = 0; i < list.length; i++) list[i]!(ev as MachineEvent);
+    const any = this.anyType;
+    for (let i = 0; i < any.length; i++) any[i]!(ev as MachineEvent);
   }
 
   private recompute(): void {
