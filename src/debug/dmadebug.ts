@@ -307,61 +307,38 @@ interface UnmapRef extends Ref {
   paddr: number;
 }
 
-/** `check_unmap`: every mismatch between the unmap and its entry, then the entry goes. */
+/**
+ * `check_unmap`: every mismatch between the unmap and its entry, then the
+ * entry goes. `ref` is read only before the first finding (callers may pass
+ * a reused scratch record; a finding's listeners may re-enter).
+ */
 function checkUnmap(m: Machine, st: DebugState, dev: number, ref: UnmapRef): Entry | null {
   const e = findExact(st, dev, ref);
+  const { dmaAddr, size, type, dir, sgCallEnts, attrs, paddr } = ref;
   if (e === null) {
-    if (ref.dmaAddr === DMA_MAPPING_ERROR) err(m, st, dev, 'DMA_FREE_INVALID_ADDR', undefined as never, null);
-    else err(m, st, dev, 'DMA_FREE_NOT_ALLOCATED', { dmaAddr: ref.dmaAddr, size: ref.size }, null);
+    if (dmaAddr === DMA_MAPPING_ERROR) err(m, st, dev, 'DMA_FREE_INVALID_ADDR', undefined as never, null);
+    else err(m, st, dev, 'DMA_FREE_NOT_ALLOCATED', { dmaAddr, size }, null);
     return null;
   }
-  if (ref.size !== e.size) {
-    err(m, st, dev, 'DMA_FREE_WRONG_SIZE', { dmaAddr: ref.dmaAddr, mapSize: e.size, unmapSize: ref.size }, e);
+  if (size !== e.size) {
+    err(m, st, dev, 'DMA_FREE_WRONG_SIZE', { dmaAddr, mapSize: e.size, unmapSize: size }, e);
   }
-  if (ref.type !== e.type) {
-    err(
-      m,
-      st,
-      dev,
-      'DMA_FREE_WRONG_FUNCTION',
-      { dmaAddr: ref.dmaAddr, size: ref.size, mappedAs: e.type, unmappedAs: ref.type },
-      e,
-    );
-  } else if ((e.type === 'coherent' || e.type === 'noncoherent') && ref.paddr !== e.paddr) {
-    err(
-      m,
-      st,
-      dev,
-      'DMA_FREE_WRONG_CPU_ADDR',
-      { dmaAddr: ref.dmaAddr, size: ref.size, allocPhys: e.paddr, freePhys: ref.paddr },
-      e,
-    );
+  if (type !== e.type) {
+    err(m, st, dev, 'DMA_FREE_WRONG_FUNCTION', { dmaAddr, size, mappedAs: e.type, unmappedAs: type }, e);
+  } else if ((e.type === 'coherent' || e.type === 'noncoherent') && paddr !== e.paddr) {
+    err(m, st, dev, 'DMA_FREE_WRONG_CPU_ADDR', { dmaAddr, size, allocPhys: e.paddr, freePhys: paddr }, e);
   }
-  if (ref.sgCallEnts !== 0 && ref.type === 'scatter-gather' && ref.sgCallEnts !== e.sgCallEnts) {
-    err(m, st, dev, 'DMA_FREE_SG_NENTS', { mapCount: e.sgCallEnts, unmapCount: ref.sgCallEnts }, e);
+  if (sgCallEnts !== 0 && type === 'scatter-gather' && sgCallEnts !== e.sgCallEnts) {
+    err(m, st, dev, 'DMA_FREE_SG_NENTS', { mapCount: e.sgCallEnts, unmapCount: sgCallEnts }, e);
   }
-  if (ref.dir !== e.dir) {
-    err(
-      m,
-      st,
-      dev,
-      'DMA_FREE_WRONG_DIR',
-      { dmaAddr: ref.dmaAddr, size: ref.size, mappedDir: e.dir, unmappedDir: ref.dir },
-      e,
-    );
+  if (dir !== e.dir) {
+    err(m, st, dev, 'DMA_FREE_WRONG_DIR', { dmaAddr, size, mappedDir: e.dir, unmappedDir: dir }, e);
   }
   if (e.mapErr === MAP_ERR_NOT_CHECKED) {
-    err(m, st, dev, 'DMA_MAP_ERROR_UNCHECKED', { dmaAddr: ref.dmaAddr, size: ref.size, mappedAs: e.type }, e);
+    err(m, st, dev, 'DMA_MAP_ERROR_UNCHECKED', { dmaAddr, size, mappedAs: e.type }, e);
   }
-  if ((ref.attrs & UNMAP_VALID) !== (e.attrs & UNMAP_VALID)) {
-    err(
-      m,
-      st,
-      dev,
-      'DMA_FREE_WRONG_ATTRS',
-      { dmaAddr: ref.dmaAddr, size: ref.size, mappedAttrs: e.attrs, unmappedAttrs: ref.attrs },
-      e,
-    );
+  if ((attrs & UNMAP_VALID) !== (e.attrs & UNMAP_VALID)) {
+    err(m, st, dev, 'DMA_FREE_WRONG_ATTRS', { dmaAddr, size, mappedAttrs: e.attrs, unmappedAttrs: attrs }, e);
   }
   retire(st, e);
   return e;
@@ -369,63 +346,64 @@ function checkUnmap(m: Machine, st: DebugState, dev: number, ref: UnmapRef): Ent
 
 /** `debug_dma_unmap_phys`. */
 export function onUnmap(m: Machine, st: DebugState, dev: number, ev: DmaUnmapEvent): void {
-  checkUnmap(m, st, dev, {
-    type: 'phy',
-    dmaAddr: ev.dmaAddr,
-    size: ev.size,
-    dir: ev.dir,
-    sgCallEnts: 0,
-    attrs: ev.attrs,
-    paddr: -1,
-  });
+  const ref = unmapScratch;
+  ref.dmaAddr = ev.dmaAddr;
+  ref.size = ev.size;
+  ref.dir = ev.dir;
+  ref.attrs = ev.attrs;
+  checkUnmap(m, st, dev, ref);
 }
 
-/** `check_sync`, then the ownership move. */
+/** The lookup record of a single unmap or sync, reused (checkUnmap/checkSync read it before anything re-enters). */
+const unmapScratch: UnmapRef = {
+  type: 'phy',
+  dmaAddr: 0,
+  size: 0,
+  dir: 0,
+  sgCallEnts: 0,
+  attrs: 0,
+  paddr: -1,
+};
+const syncScratch: Ref = { type: 'single', dmaAddr: 0, size: 0, dir: 0, sgCallEnts: 0 };
+
+/** `check_sync`, then the ownership move (`ref` as for `checkUnmap`). */
 function checkSync(m: Machine, st: DebugState, dev: number, ref: Ref, forCpu: boolean): void {
   const e = findContaining(st, dev, ref);
+  const { dmaAddr, size, type, dir, sgCallEnts } = ref;
   if (e === null) {
-    err(m, st, dev, 'DMA_SYNC_NOT_ALLOCATED', { dmaAddr: ref.dmaAddr, size: ref.size }, null);
+    err(m, st, dev, 'DMA_SYNC_NOT_ALLOCATED', { dmaAddr, size }, null);
     return;
   }
-  if (ref.size > e.size) {
-    err(
-      m,
-      st,
-      dev,
-      'DMA_SYNC_OUT_OF_RANGE',
-      { dmaAddr: e.dmaAddr, allocSize: e.size, syncSize: ref.size },
-      e,
-    );
+  if (size > e.size) {
+    err(m, st, dev, 'DMA_SYNC_OUT_OF_RANGE', { dmaAddr: e.dmaAddr, allocSize: e.size, syncSize: size }, e);
   }
   if (e.dir !== DMA_BIDIRECTIONAL) {
-    const f = { dmaAddr: ref.dmaAddr, size: e.size, mappedDir: e.dir, syncDir: ref.dir };
-    if (ref.dir !== e.dir) err(m, st, dev, 'DMA_SYNC_WRONG_DIR', f, e);
-    if (forCpu && e.dir !== DMA_FROM_DEVICE && ref.dir !== DMA_TO_DEVICE) {
+    const f = { dmaAddr, size: e.size, mappedDir: e.dir, syncDir: dir };
+    if (dir !== e.dir) err(m, st, dev, 'DMA_SYNC_WRONG_DIR', f, e);
+    if (forCpu && e.dir !== DMA_FROM_DEVICE && dir !== DMA_TO_DEVICE) {
       err(m, st, dev, 'DMA_SYNC_DEVICE_READ_ONLY', f, e);
     }
-    if (!forCpu && e.dir !== DMA_TO_DEVICE && ref.dir !== DMA_FROM_DEVICE) {
+    if (!forCpu && e.dir !== DMA_TO_DEVICE && dir !== DMA_FROM_DEVICE) {
       err(m, st, dev, 'DMA_SYNC_DEVICE_WRITE_ONLY', f, e);
     }
-    if (ref.sgCallEnts !== 0 && ref.type === 'scatter-gather' && ref.sgCallEnts !== e.sgCallEnts) {
-      err(m, st, dev, 'DMA_SYNC_SG_NENTS', { mapCount: e.sgCallEnts, syncCount: ref.sgCallEnts }, e);
+    if (sgCallEnts !== 0 && type === 'scatter-gather' && sgCallEnts !== e.sgCallEnts) {
+      err(m, st, dev, 'DMA_SYNC_SG_NENTS', { mapCount: e.sgCallEnts, syncCount: sgCallEnts }, e);
     }
   }
   const buf = e.buf;
   if (buf === null) return;
-  const s = e.bufOff + (ref.dmaAddr - e.dmaAddr);
-  if (forCpu) toCpu(m, buf, s, s + ref.size);
-  else toDevice(m, buf, s, s + ref.size);
+  const s = e.bufOff + (dmaAddr - e.dmaAddr);
+  if (forCpu) toCpu(m, buf, s, s + size);
+  else toDevice(m, buf, s, s + size);
 }
 
 /** `debug_dma_sync_single_for_cpu/_for_device`. */
 export function onSync(m: Machine, st: DebugState, dev: number, ev: DmaSyncEvent): void {
-  checkSync(
-    m,
-    st,
-    dev,
-    { type: 'single', dmaAddr: ev.dmaAddr, size: ev.size, dir: ev.dir, sgCallEnts: 0 },
-    ev.forCpu,
-  );
+  const ref = syncScratch;
+  ref.dmaAddr = ev.dmaAddr;
+  ref.size = ev.size;
+  ref.dir = ev.dir;
+  checkSync(m, st, dev, ref, ev.forCpu);
 }
 
 function checkSgSegment(

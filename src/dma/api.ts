@@ -54,7 +54,7 @@ export function getDmaOps(dev: Device): DmaMapOps {
 
 /** `dma_dev_need_sync()`: syncs run unless skip-sync is set — and always under dma-debug (`check`). */
 export function dmaDevNeedSync(dev: Device): boolean {
-  return !dmaDev(dev).skipSync || dev.machine.options.check;
+  return dev.machine.options.check || !dmaDev(dev).skipSync;
 }
 
 /** `dma_setup_need_sync()`: computed whenever the mask is set. */
