@@ -277,7 +277,7 @@ export function dmaGetSgtableAttrs(
   dev: Device,
   sgt: SgTable,
   cpuAddr: KernelVa | number,
-  dmaAddr: DmaAddr | number,
+  _dmaAddr: DmaAddr | number,
   size: number,
   _attrs: number,
 ): number {

@@ -74,7 +74,6 @@ import {
   DMA_ATTR_SKIP_CPU_SYNC,
   DMA_MAPPING_ERROR,
   type DmaDataDirection,
-  dmaDirName,
   validDmaDirection,
 } from './types.js';
 

@@ -278,17 +278,21 @@ describe('faults that fail', () => {
     const m = machine();
     const page = allocPages(m, GFP_KERNEL, 0)!;
     const ret: number[] = [];
+    const record = (r: number): number => {
+      ret.push(r);
+      return r;
+    };
     const none = mapDevice(
       m,
       '/dev/none',
-      { fault: (vmf) => (ret.push(vmfInsertPfn(vmf.vma, vmf.address, page)), ret.at(-1)!) },
+      { fault: (vmf) => record(vmfInsertPfn(vmf.vma, vmf.address, page)) },
       0,
     );
     userRead(none.proc, none.va, 1);
     const mixed = mapDevice(
       m,
       '/dev/mx',
-      { fault: (vmf) => (ret.push(vmfInsertPfnProt(vmf.vma, vmf.address, page, PAGE_SHARED)), ret.at(-1)!) },
+      { fault: (vmf) => record(vmfInsertPfnProt(vmf.vma, vmf.address, page, PAGE_SHARED)) },
       VM_MIXEDMAP,
     );
     userRead(mixed.proc, mixed.va, 1);

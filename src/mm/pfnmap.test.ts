@@ -32,7 +32,6 @@ import { getUserPages, pagePinCount, pinnedPageCount, pinUserPages, unpinUserPag
 import type { FileOperations, Vma } from './handles.js';
 import { kernelRead, kernelWrite } from './kaccess.js';
 import {
-  followPfnmapStart,
   ioRemapPfnRange,
   remapPfnRange,
   remapVmallocRange,

@@ -55,8 +55,14 @@ function loggingDevice(m: Machine, path = '/dev/log') {
   const vmOps: VmOperationsStruct = {
     open: (vma) => log.push(`open ${vma.vmPgoff}`),
     close: (vma) => log.push(`close ${vma.vmPgoff}`),
-    fault: (vmf) => (log.push(`fault ${vmf.pgoff}`), vmfInsertPfn(vmf.vma, vmf.address, buf + vmf.pgoff)),
-    maySplit: (_vma, addr) => (log.push(`may_split ${addr.toString(16)}`), split),
+    fault: (vmf) => {
+      log.push(`fault ${vmf.pgoff}`);
+      return vmfInsertPfn(vmf.vma, vmf.address, buf + vmf.pgoff);
+    },
+    maySplit: (_vma, addr) => {
+      log.push(`may_split ${addr.toString(16)}`);
+      return split;
+    },
   };
   let split = 0;
   const fops: FileOperations = {
@@ -65,7 +71,10 @@ function loggingDevice(m: Machine, path = '/dev/log') {
       log.push('fop open');
       return 0;
     },
-    release: (_i, file) => (log.push(`release ${JSON.stringify(file.privateData)}`), 0),
+    release: (_i, file) => {
+      log.push(`release ${JSON.stringify(file.privateData)}`);
+      return 0;
+    },
     mmap: (_f, vma) => {
       vma.vmFlags |= VM_PFNMAP;
       vma.vmOps = vmOps;
@@ -98,7 +107,13 @@ describe('open, close, release', () => {
   it('fails the kernel’s way: unknown paths, driver errors without release, bad fds, dead processes', () => {
     const m = machine();
     let released = 0;
-    registerChrdev(m, '/dev/nope', { open: () => -19, release: () => (released++, 0) });
+    registerChrdev(m, '/dev/nope', {
+      open: () => -19,
+      release: () => {
+        released++;
+        return 0;
+      },
+    });
     const p = spawnProcess(m, 'p');
     expect(sysOpen(p, '/dev/missing')).toBe(-2);
     expect(sysOpen(p, '/dev/nope')).toBe(-19);
@@ -344,7 +359,10 @@ describe('pseudo files (what dma-buf builds on)', () => {
       {
         mmap: (_f, vma) =>
           remapPfnRange(vma, vma.vmStart, page + vma.vmPgoff, vma.vmEnd - vma.vmStart, vma.vmPageProt),
-        release: (_i, f) => (log.push(`release ${JSON.stringify(f.privateData)}`), 0),
+        release: (_i, f) => {
+          log.push(`release ${JSON.stringify(f.privateData)}`);
+          return 0;
+        },
       },
       { size: 8192 },
     );
@@ -360,7 +378,9 @@ describe('pseudo files (what dma-buf builds on)', () => {
       },
     });
     const importer = spawnProcess(m, 'importer');
-    const va = sysMmap(importer, 0, 8192, PROT_READ, MAP_SHARED, sysOpen(importer, '/dev/gpu'), 0);
+    expect(
+      sysMmap(importer, 0, 8192, PROT_READ, MAP_SHARED, sysOpen(importer, '/dev/gpu'), 0),
+    ).toBeGreaterThan(0);
     expect(processVmas(importer)[0]!.vmFile).toBe(buf);
     // The exporter's own mapping through its fd.
     const vb = sysMmap(exporter, 0, 4096, PROT_READ, MAP_SHARED, fd, 4096);
