@@ -117,11 +117,15 @@ export function renderMatrix(
   const profiles: string[] = [];
   for (const r of Object.values(scenarios))
     for (const row of r.rows) if (!profiles.includes(row.profile)) profiles.push(row.profile);
+  let skipped = false;
   const rows = Object.entries(scenarios).map(([name, r]) => [
     name,
     ...profiles.map((p) => {
       const row = r.rows.find((x) => x.profile === p);
-      if (row === undefined) return '';
+      if (row === undefined) {
+        skipped = true;
+        return NOT_RUN;
+      }
       return verdictCell(
         row.verdict,
         opts.expected === undefined ? undefined : (opts.expected[name]?.[p] ?? 'clean'),
@@ -129,5 +133,10 @@ export function renderMatrix(
     }),
     r.divergence === null ? '' : `step ${r.divergence.step} (${r.divergence.call})`,
   ]);
-  return `${textTable(['scenario', ...profiles, 'diverges at'], rows, color).join('\n')}\n`;
+  const lines = textTable(['scenario', ...profiles, 'diverges at'], rows, color);
+  if (skipped) lines.push(`${NOT_RUN}: not run on that profile (the scenario does not list it)`);
+  return `${lines.join('\n')}\n`;
 }
+
+/** The cell of a profile a scenario does not run on. */
+const NOT_RUN = '—';

@@ -208,4 +208,17 @@ describe('profile matrix', () => {
       '\u001b[32mclean\u001b[0m',
     );
   });
+
+  it('marks a profile a scenario does not run on, and says what the mark means', () => {
+    const out = renderMatrix({
+      both: runOnProfiles(() => {}, ['x86_64', 'parisc'], { ramBytes: 64 << 20 }),
+      'x86 only': runOnProfiles(() => {}, ['x86_64'], { ramBytes: 64 << 20 }),
+    });
+    expect(out.split('\n').slice(2)).toEqual([
+      'both      clean   clean',
+      'x86 only  clean   —',
+      '—: not run on that profile (the scenario does not list it)',
+      '',
+    ]);
+  });
 });
