@@ -13,6 +13,7 @@ import {
   fenceSignaledBit,
   newFence,
   registerDmaFenceFunc,
+  STUB_OPS,
   seqnoLater,
   signalFence,
 } from './fence.js';
@@ -125,7 +126,7 @@ export function dmaFenceUnwrapMerge(...fences: DmaFence[]): DmaFence {
     const kept = [...latest.values()].sort((a, b) => a.context - b.context);
     if (kept.length === 0) {
       // dma_fence_allocate_private_stub(): a new signalled fence with the latest timestamp seen.
-      const stub = newFence(m, ARRAY_OPS, 0, 0, 0, null);
+      const stub = newFence(m, STUB_OPS, 0, 0, 0, null);
       signalFence(m, stub.state, timestamp);
       return stub;
     }

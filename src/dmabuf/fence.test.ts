@@ -13,6 +13,7 @@ import {
   snapshotMachine,
   submitDeviceJob,
 } from '../machine/index.js';
+import { tableById } from '../mm/index.js';
 import {
   DMA_FENCE_SIGNAL_JOB,
   type DmaFence,
@@ -300,13 +301,17 @@ describe('containers', () => {
     const a2 = dmaFenceInit(m, OPS, ctx, 2);
     const b = dmaFenceInit(m, OPS, ctx + 1, 1);
     const done = dmaFenceInit(m, OPS, ctx + 1, 0);
+    m.clock.time = 30;
     dmaFenceSignal(done);
     expect(dmaFenceUnwrapMerge(a1)).toBe(a1);
     const merged = dmaFenceUnwrapMerge(a1, b, a2, done);
     expect(dmaFenceUnwrapForEach(merged)).toEqual([a2, b]);
     m.clock.time = 50;
     const stub = dmaFenceUnwrapMerge(done);
-    expect([dmaFenceIsSignaled(stub), stub.timestamp]).toEqual([true, 0]);
+    // dma_fence_allocate_private_stub(): signalled, at the latest timestamp merged, named "stub".
+    expect([dmaFenceIsSignaled(stub), stub.timestamp]).toEqual([true, 30]);
+    const ops = tableById<DmaFenceOps>(stub.state.ops);
+    expect([ops.getDriverName(stub), ops.getTimelineName(stub)]).toEqual(['stub', 'stub']);
     expect(dmaFenceIsSignaled(dmaFenceGetStub(m))).toBe(true);
   });
 });

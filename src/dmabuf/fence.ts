@@ -390,7 +390,8 @@ export function dmaFencePut(fence: DmaFence | null): void {
   apiCall(m, 'dma_fence_put', () => putFence(m, fence.state));
 }
 
-const STUB_OPS: DmaFenceOps = {
+/** `dma_fence_stub_ops`: the stub fences' names (internal). */
+export const STUB_OPS: DmaFenceOps = {
   getDriverName: () => 'stub',
   getTimelineName: () => 'stub',
 };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createMachine } from '../boot.js';
-import { machineFindings } from '../machine/index.js';
+import { EINVAL, machineFindings } from '../machine/index.js';
 import {
   DMA_RESV_USAGE_BOOKKEEP,
   DMA_RESV_USAGE_KERNEL,
@@ -87,6 +87,17 @@ describe('dma_resv', () => {
     expect(dmaResvGetFences(resv, DMA_RESV_USAGE_READ).map((f) => f.seqno)).toEqual([2, 5, 4]);
     dmaResvUnlock(resv);
     expect(machineFindings(m)).toHaveLength(0);
+  });
+
+  it('reserving no fence is a WARN and -EINVAL (a miscounting caller)', () => {
+    const { m, resv } = setup();
+    dmaResvLock(resv, null);
+    expect(dmaResvReserveFences(resv, 0)).toBe(-EINVAL);
+    expect(machineFindings(m).map((f) => [f.code, f.message])).toEqual([
+      ['WARN', 'dma_resv_reserve_fences: num_fences is 0'],
+    ]);
+    expect(dmaResvReserveFences(resv, 1)).toBe(0);
+    dmaResvUnlock(resv);
   });
 
   it('a signalled fence’s slot is reused', () => {

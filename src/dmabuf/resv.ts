@@ -10,7 +10,7 @@
  * (`dma_resv_reset_max_fences` at unlock) is always on.
  */
 
-import { apiCall, BUG, DmalabError, type Machine, reportFinding, WARN } from '../machine/index.js';
+import { apiCall, BUG, DmalabError, EINVAL, type Machine, reportFinding, WARN } from '../machine/index.js';
 import {
   dmaFenceContextAlloc,
   fenceIsSignaled,
@@ -225,7 +225,8 @@ export function dmaResvAssertHeld(obj: DmaResv): void {
 
 /**
  * `dma_resv_reserve_fences()`: makes room for `numFences` more fences (lock
- * held). Growing the list drops the fences that have signalled. Returns 0.
+ * held). Growing the list drops the fences that have signalled. Returns 0;
+ * asking for none is a caller's miscount: a WARN and -EINVAL, as the kernel.
  */
 export function dmaResvReserveFences(obj: DmaResv, numFences: number): number {
   assertResv(obj);
@@ -236,6 +237,10 @@ export function dmaResvReserveFences(obj: DmaResv, numFences: number): number {
   return apiCall(m, 'dma_resv_reserve_fences', () => {
     const r = obj.state;
     assertHeld(m, r, 'dma_resv_reserve_fences');
+    if (numFences === 0) {
+      reportFinding(m, WARN.code, 'dma_resv_reserve_fences: num_fences is 0');
+      return -EINVAL;
+    }
     if (r.fences.length + numFences <= r.max) return 0;
     // The new list's size counts the old fences, signalled or not; copying it drops the signalled ones.
     r.max =

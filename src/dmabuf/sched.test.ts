@@ -18,6 +18,7 @@ import {
   dmaFenceGet,
   dmaFenceGetStatus,
   dmaFenceInit,
+  dmaFenceIsSignaled,
   dmaFenceSignal,
   dmaFenceWait,
   dmaResvAddFence,
@@ -90,6 +91,29 @@ describe('fence-gated device jobs', () => {
     dmaFenceWait(bDone, false);
     expect(bDone.timestamp).toBe(250);
     expect(aDone.seqno + 1).toBe(bDone.seqno);
+  });
+
+  it('arms one wake-up per blocking fence, and a fence whose driver declines signalling does not stall the queue', () => {
+    const { m, cam } = setup();
+    const gate = dmaFenceInit(m, OPS, dmaFenceContextAlloc(m, 1), 1);
+    const jobs = [0, 1, 2].map(() => {
+      const j = drmSchedJobInit(cam, { kind: 'idle' }, 100);
+      drmSchedJobAddDependency(j, dmaFenceGet(gate));
+      drmSchedJobArm(j);
+      drmSchedEntityPushJob(j);
+      return j;
+    });
+    expect(gate.state.cbs.length).toBe(1);
+    dmaFenceSignal(gate);
+    expect(jobs.every((j) => j.engineJob > 0)).toBe(true);
+    // enable_signaling returning false: the fence signals at once and the job goes to the engine.
+    const lazy = dmaFenceInit(m, { ...OPS, enableSignaling: () => false }, dmaFenceContextAlloc(m, 1), 1);
+    const j = drmSchedJobInit(cam, { kind: 'idle' }, 100);
+    drmSchedJobAddDependency(j, dmaFenceGet(lazy));
+    drmSchedJobArm(j);
+    drmSchedEntityPushJob(j);
+    expect(dmaFenceIsSignaled(lazy)).toBe(true);
+    expect(j.engineJob).toBeGreaterThan(0);
   });
 
   it('resv dependencies, and -EIO on the finished fence when the device access failed', () => {

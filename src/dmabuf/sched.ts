@@ -221,9 +221,15 @@ function runReady(m: Machine, device: number): void {
     const j = s.jobs.get(q[0]!)!;
     const blocker = j.deps.find((d) => !fenceIsSignaled(m, s.fences.get(d)!));
     if (blocker !== undefined) {
-      // Woken by the blocking fence's signal; the rest are checked again then.
-      addFenceCallback(m, s.fences.get(blocker)!, 'drm_sched:dependency', { device });
-      return;
+      // Woken by the blocking fence's signal (one callback per device and fence); the rest are checked
+      // again then. A fence whose driver declines to enable signalling is signalled on the spot and the
+      // add fails with -ENOENT: look again, as drm_sched treats a failed add as a signalled dependency.
+      const f = s.fences.get(blocker)!;
+      const armed = f.cbs.some(
+        (cb) => cb.func === 'drm_sched:dependency' && (cb.data as { device: number }).device === device,
+      );
+      if (armed || addFenceCallback(m, f, 'drm_sched:dependency', { device }) >= 0) return;
+      continue;
     }
     q.shift();
     const dev = m.devices[device]!;

@@ -60,6 +60,7 @@ import {
   drmSchedEntityPushJob,
   drmSchedJobArm,
   drmSchedJobInit,
+  ioc,
   syncFileCreate,
   syncFileGetFence,
 } from './index.js';
@@ -78,11 +79,20 @@ function scratch(p: Process): number {
 }
 
 /** User space: DMA_HEAP_IOCTL_ALLOC on /dev/dma_heap/<heap>; returns the dma-buf fd or the ioctl's error. */
-function heapAlloc(p: Process, heap: string, len: number, fdFlags = 2, fd = 0): number {
+function heapAlloc(
+  p: Process,
+  heap: string,
+  len: number,
+  fdFlags = 2,
+  fd = 0,
+  heapFlags = [0, 0],
+  cmd = DMA_HEAP_IOCTL_ALLOC,
+): number {
   const hfd = sysOpen(p, `/dev/dma_heap/${heap}`);
   const arg = scratch(p);
-  userWrite(p, arg, new Uint8Array([...le(len, 8), ...le(fd, 4), ...le(fdFlags, 4), ...le(0, 8)]));
-  const r = sysIoctl(p, hfd, DMA_HEAP_IOCTL_ALLOC, arg);
+  const flags = [...le(heapFlags[0]!, 4), ...le(heapFlags[1]!, 4)];
+  userWrite(p, arg, new Uint8Array([...le(len, 8), ...le(fd, 4), ...le(fdFlags, 4), ...flags]));
+  const r = sysIoctl(p, hfd, cmd, arg);
   if (r !== 0) return r;
   const out = userRead(p, arg + 8, 4)!;
   return out[0]! | (out[1]! << 8);
@@ -220,6 +230,31 @@ describe('DMA_BUF_IOCTL_SYNC and the heap ioctl validate their arguments', () =>
     expect(heapAlloc(p, 'system', PAGE, 0o100)).toBe(-EINVAL);
     expect(heapAlloc(p, 'system', 0)).toBe(-EINVAL);
     expect(heapAlloc(p, 'system', PAGE)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('the heap ioctl: every heap flag is invalid, bit 32 and up included', () => {
+    const m = createMachine();
+    const p = spawnProcess(m, 'app');
+    expect(heapAlloc(p, 'system', PAGE, 2, 0, [1, 0])).toBe(-EINVAL);
+    expect(heapAlloc(p, 'system', PAGE, 2, 0, [0, 1])).toBe(-EINVAL);
+    expect(heapAlloc(p, 'system', PAGE, 2, 0, [0, 0x80000000])).toBe(-EINVAL);
+  });
+
+  it('the heap ioctl is chosen by its number alone, as dma_heap_ioctl decodes it', () => {
+    const m = createMachine();
+    const p = spawnProcess(m, 'app');
+    // nr 1 is past the command table: -EINVAL, not -ENOTTY.
+    expect(heapAlloc(p, 'system', PAGE, 2, 0, [0, 0], ioc(3, 0x48, 1, 24))).toBe(-EINVAL);
+    // nr 0 with another type byte is still the allocation.
+    const fd = heapAlloc(p, 'system', PAGE, 2, 0, [0, 0], ioc(3, 0x58, 0, 24));
+    expect(fd).toBeGreaterThanOrEqual(3);
+    expect((dmaBufGet(p, fd) as DmaBuf).size).toBe(PAGE);
+    // Without _IOC_READ nothing is copied back: the call succeeds, the user's fd field stays 0.
+    const hfd = sysOpen(p, '/dev/dma_heap/system');
+    const arg = scratch(p);
+    userWrite(p, arg, new Uint8Array([...le(PAGE, 8), ...le(0, 4), ...le(2, 4), ...le(0, 8)]));
+    expect(sysIoctl(p, hfd, ioc(1, 0x48, 0, 24), arg)).toBe(0);
+    expect([...userRead(p, arg + 8, 4)!]).toEqual([0, 0, 0, 0]);
   });
 
   it('the CMA heap maps only shared, faults pages in, and SIGBUSes past the end', () => {

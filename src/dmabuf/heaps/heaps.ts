@@ -27,7 +27,6 @@ import {
   EFAULT,
   EINVAL,
   ENOMEM,
-  ENOTTY,
   GFP_HIGHUSER,
   getOrder,
   type Machine,
@@ -213,8 +212,8 @@ export function dmaHeapBufferAlloc(
       );
     }
     if (!Number.isInteger(len) || len < 0) return -EINVAL;
-    if ((fdFlags & ~DMA_HEAP_VALID_FD_FLAGS) !== 0 || (heapFlags & ~DMA_HEAP_VALID_HEAP_FLAGS) !== 0)
-      return -EINVAL;
+    // Heap flags are tested whole: no bit is valid, and `&` would see only the low 32 of a u64.
+    if ((fdFlags & ~DMA_HEAP_VALID_FD_FLAGS) !== 0 || heapFlags !== DMA_HEAP_VALID_HEAP_FLAGS) return -EINVAL;
     const size = Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
     if (size === 0) return -EINVAL;
     const flags = fdFlags & O_ACCMODE;
@@ -222,18 +221,35 @@ export function dmaHeapBufferAlloc(
   });
 }
 
-/** `dma_heap_ioctl_allocate()` behind DMA_HEAP_IOCTL_ALLOC: a new dma-buf fd written back to `arg`. */
-function heapIoctl(heapName: string, cmd: number, arg: number, proc: Process): number {
-  if (cmd !== DMA_HEAP_IOCTL_ALLOC) return -ENOTTY;
+/**
+ * `dma_heap_ioctl()`: the command is chosen by its `_IOC_NR` alone (an nr past
+ * the table is -EINVAL); the user's struct may be shorter or longer than the
+ * kernel's — what it passes in is copied, the rest zeroed, and as many bytes
+ * as it asked for copied back. Then `dma_heap_ioctl_allocate()`: a new dma-buf
+ * fd written back into the struct.
+ */
+function heapIoctl(heapName: string, ucmd: number, arg: number, proc: Process): number {
+  const u = ucmd >>> 0;
+  if ((u & 0xff) >= 1) return -EINVAL; // the table holds DMA_HEAP_IOCTL_ALLOC alone
+  const kcmd = DMA_HEAP_IOCTL_ALLOC;
+  const usize = (u >>> 16) & 0x3fff;
+  const both = (u >>> 30) & (kcmd >>> 30); // _IOC_WRITE (1): user → kernel, _IOC_READ (2): kernel → user
+  const inSize = both & 1 ? usize : 0;
+  const outSize = both & 2 ? usize : 0;
   const m = proc.machine;
-  const d = copyStructFromUser(proc, arg, 24);
-  if (d === null) return -EFAULT;
+  const d = new Uint8Array(Math.max(inSize, outSize, 24));
+  if (inSize > 0) {
+    const got = copyStructFromUser(proc, arg, inSize);
+    if (got === null) return -EFAULT;
+    d.set(got);
+  }
   const len = u32At(d, 0) + u32At(d, 4) * 2 ** 32;
   const fd = u32At(d, 8);
   const fdFlags = u32At(d, 12);
-  const heapFlags = u32At(d, 16) + u32At(d, 20) * 2 ** 32;
   if (fd !== 0) return -EINVAL;
-  const dmabuf = dmaHeapBufferAlloc(m, heapName, len, fdFlags, heapFlags);
+  // No heap flag is valid (DMA_HEAP_VALID_HEAP_FLAGS is 0): test both halves, as JS bit operators see 32 bits.
+  if ((u32At(d, 16) | u32At(d, 20)) !== 0) return -EINVAL;
+  const dmabuf = dmaHeapBufferAlloc(m, heapName, len, fdFlags, 0);
   if (typeof dmabuf === 'number') return dmabuf;
   const nfd = dmaBufFd(proc, dmabuf, fdFlags & O_CLOEXEC);
   if (nfd < 0) {
@@ -242,7 +258,7 @@ function heapIoctl(heapName: string, cmd: number, arg: number, proc: Process): n
   }
   d.set(le32(nfd), 8);
   // The fd stays installed even if the copy back fails, as in the kernel.
-  if (copyStructToUser(proc, arg, d) !== 0) return -EFAULT;
+  if (outSize > 0 && copyStructToUser(proc, arg, d.subarray(0, outSize)) !== 0) return -EFAULT;
   return 0;
 }
 
