@@ -91,6 +91,8 @@ export interface FenceLayerState {
   nextContext: number;
   /** The signalled stub fence (`dma_fence_get_stub`), created on first use; -1 before. */
   stub: number;
+  /** Per ww acquire context id: the reservation locks it holds (`ctx->acquired`). */
+  wwAcquired: Map<number, number>;
 }
 
 export function fenceState(m: Machine): FenceLayerState {
@@ -117,6 +119,7 @@ export function initFence(m: Machine): void {
     nextId: 1,
     nextContext: 1,
     stub: -1,
+    wwAcquired: new Map(),
   };
   m.layers.fence = state;
   registerSlot(m, {
@@ -136,6 +139,8 @@ export function initFence(m: Machine): void {
         .value(s.jobs)
         .value(s.queues)
         .value(s.timelines)
+        .value(s.syncFiles)
+        .value(s.wwAcquired)
         .value([s.nextId, s.nextContext, s.stub]);
     },
   });

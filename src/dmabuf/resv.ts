@@ -88,12 +88,15 @@ export function dmaResvFini(obj: DmaResv): void {
 
 /** `struct ww_acquire_ctx`: one locking transaction over several reservation objects. */
 export class WwAcquireCtx {
-  /** Locks held through this context. */
-  acquired = 0;
   constructor(
     readonly machine: Machine,
     readonly id: number,
   ) {}
+
+  /** Locks held through this context (kept in machine state, so an unlock without the context counts). */
+  get acquired(): number {
+    return fenceState(this.machine).wwAcquired.get(this.id) ?? 0;
+  }
 }
 
 /** `ww_acquire_init(ctx, &reservation_ww_class)`: a new acquire context (returned). */
@@ -128,7 +131,10 @@ function lockInner(m: Machine, obj: DmaResv, ctx: WwAcquireCtx | null): number {
     return -EDEADLK;
   }
   r.lockedBy = ctx === null ? 0 : ctx.id;
-  if (ctx !== null) ctx.acquired++;
+  if (ctx !== null) {
+    const held = fenceState(m).wwAcquired;
+    held.set(ctx.id, (held.get(ctx.id) ?? 0) + 1);
+  }
   return 0;
 }
 
@@ -189,11 +195,12 @@ export function dmaResvIsLocked(obj: DmaResv): boolean {
 }
 
 /**
- * `dma_resv_unlock()`: releases the lock; the slots reserved but not used
- * are forgotten (debug kernels' `dma_resv_reset_max_fences`). Unlocking an
+ * `dma_resv_unlock()`: releases the lock, whoever's acquire context took it
+ * (the ww_mutex knows its context); the slots reserved but not used are
+ * forgotten (debug kernels' `dma_resv_reset_max_fences`). Unlocking an
  * unlocked object is lockdep's WARN.
  */
-export function dmaResvUnlock(obj: DmaResv, ctx: WwAcquireCtx | null = null): void {
+export function dmaResvUnlock(obj: DmaResv): void {
   assertResv(obj);
   const m = obj.machine;
   apiCall(m, 'dma_resv_unlock', () => {
@@ -202,7 +209,12 @@ export function dmaResvUnlock(obj: DmaResv, ctx: WwAcquireCtx | null = null): vo
       reportFinding(m, WARN.code, `bad unlock balance detected: dma_resv ${r.id} is not locked`);
       return;
     }
-    if (ctx !== null && r.lockedBy === ctx.id) ctx.acquired--;
+    if (r.lockedBy !== 0) {
+      const held = fenceState(m).wwAcquired;
+      const n = (held.get(r.lockedBy) ?? 0) - 1;
+      if (n > 0) held.set(r.lockedBy, n);
+      else held.delete(r.lockedBy);
+    }
     r.lockedBy = null;
     r.max = r.fences.length;
   });
