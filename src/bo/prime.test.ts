@@ -108,18 +108,24 @@ describe('a buffer object exported as a dma-buf', () => {
     });
   }
 
-  it('a static importer keeps the object pinned in GTT until it detaches', () => {
+  it('a static importer gets the object pinned in GTT per map, not at attach', () => {
     const rig = gpuRig();
     const disp = addDevice(rig.m, { name: 'disp0' });
     const a = newBo(rig, 2, GPU_GEM_DOMAIN_VRAM | GPU_GEM_DOMAIN_GTT);
     const db = exported(rig, a);
+    const before = a.memType;
     const at = dmaBufAttach(db, disp);
     if (typeof at === 'number') throw new Error(String(at));
+    // Attaching neither moves nor pins (mainline 6.15 on).
+    expect([a.memType, a.pinCount]).toEqual([before, 0]);
+    const sgt = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE);
+    if (typeof sgt === 'number') throw new Error(String(sgt));
     expect([a.memType, a.pinCount]).toEqual([TTM_PL_TT, 1]);
     expect(ttmBoEvictFirst(rig.gpu, TTM_PL_TT, ttmOperationCtx())).toBe(-2); // -ENOENT: nothing evictable
-    dmaBufDetach(db, at);
+    dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_TO_DEVICE);
     expect(a.pinCount).toBe(0);
     expect(ttmBoEvictFirst(rig.gpu, TTM_PL_TT, ttmOperationCtx())).toBe(0);
+    dmaBufDetach(db, at);
     expect(machineFindings(rig.m)).toEqual([]);
   });
 

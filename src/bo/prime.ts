@@ -1,8 +1,8 @@
 /**
  * Buffer objects shared as dma-bufs (drivers/gpu/drm/drm_prime.c and a
  * TTM driver's dma-buf ops, after amdgpu_dma_buf.c): the dma-buf shares the
- * object's reservation object; a static importer pins the object in GTT
- * for the life of its attachment; a dynamic importer's mapping validates
+ * object's reservation object; a static importer's map pins the object in
+ * GTT until its unmap (the dma-buf core pins on map); a dynamic importer's mapping validates
  * it into GTT on demand and is told with `move_notify` before every move,
  * after which it must map again. VRAM is never handed out (no peer-to-peer
  * DMA), so imported objects sit in system pages the importer's device

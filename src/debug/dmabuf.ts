@@ -50,9 +50,9 @@ function segsOf(dmaAddrs: readonly number[], dmaLengths: readonly number[]): num
   return out;
 }
 
-/** A mapping handed to an importer; the core's kept mapping is recorded once. */
+/** A mapping handed to an importer. */
 export function onDmaBufMap(st: DebugState, ev: DmaBufMapEvent): void {
-  if (ev.ret !== 0 || ev.cached) return;
+  if (ev.ret !== 0) return;
   st.dmabuf.maps.push({
     buf: ev.buf,
     attachment: ev.attachment,
@@ -65,7 +65,6 @@ export function onDmaBufMap(st: DebugState, ev: DmaBufMapEvent): void {
 
 /** The importer gave a mapping back: the oldest of the attachment with those segments. */
 export function onDmaBufUnmap(st: DebugState, ev: DmaBufUnmapEvent): void {
-  if (ev.cached) return;
   const segs = segsOf(ev.dmaAddrs, ev.dmaLengths);
   const maps = st.dmabuf.maps;
   const i = maps.findIndex(

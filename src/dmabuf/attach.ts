@@ -3,12 +3,11 @@
  * pinning, mapping an attachment for its device, move notification and
  * detaching.
  *
- * A static importer (`dmaBufAttach`) of a dynamic exporter, and a dynamic
- * importer of a static exporter, get one mapping made at attach time with
- * DMA_BIDIRECTIONAL and kept by the core for the whole attachment (the
- * static importer's keeps the buffer pinned); later maps return it.
- * Otherwise every map calls the exporter. dmalab models
- * CONFIG_DMABUF_MOVE_NOTIFY on: a dynamic importer's map does not pin.
+ * As in mainline since 6.15, attaching maps nothing and the core keeps no
+ * table: every map calls the exporter under the reservation lock, and a
+ * static importer's map of a movable buffer (the exporter has `pin`) pins
+ * it until the matching unmap. dmalab models CONFIG_DMABUF_MOVE_NOTIFY on:
+ * a dynamic importer's map does not pin.
  */
 
 import type { SgTable } from '../lib/index.js';
@@ -17,7 +16,6 @@ import {
   apiCall,
   type Device,
   DmalabError,
-  EBUSY,
   EINVAL,
   ENOMEM,
   type Machine,
@@ -35,7 +33,6 @@ import {
   type DmaBufAttachOps,
   type DmaBufState,
   dmabufState,
-  keptSgt,
 } from './state.js';
 
 /** `dma_buf_is_dynamic()`: the exporter has `pin`, so it may move the buffer. */
@@ -74,7 +71,7 @@ function tablePieces(sgt: SgTable): {
   return { phys, lengths, dmaAddrs, dmaLengths };
 }
 
-function emitMap(at: DmaBufAttachment, dir: number, cached: boolean, r: SgTable | number): void {
+function emitMap(at: DmaBufAttachment, dir: number, r: SgTable | number): void {
   const m = at.machine;
   if (!m.bus.wants['dmabuf-map']) return;
   const p = typeof r === 'number' ? { phys: [], lengths: [], dmaAddrs: [], dmaLengths: [] } : tablePieces(r);
@@ -84,13 +81,12 @@ function emitMap(at: DmaBufAttachment, dir: number, cached: boolean, r: SgTable 
     attachment: at.id,
     device: at.dev.name,
     dir,
-    cached,
     ret: typeof r === 'number' ? r : 0,
     ...p,
   });
 }
 
-function emitUnmap(at: DmaBufAttachment, sgt: SgTable, dir: number, cached: boolean): void {
+function emitUnmap(at: DmaBufAttachment, sgt: SgTable, dir: number): void {
   const m = at.machine;
   if (m.bus.wants['dmabuf-unmap']) {
     const { dmaAddrs, dmaLengths } = tablePieces(sgt);
@@ -102,7 +98,6 @@ function emitUnmap(at: DmaBufAttachment, sgt: SgTable, dir: number, cached: bool
       attachment: at.id,
       device: at.dev.name,
       dir,
-      cached,
     });
   }
 }
@@ -189,7 +184,7 @@ function importerOpsId(ops: DmaBufAttachOps): number {
  * `importerOps` (which must have `moveNotify`) the importer is dynamic: it
  * is told when the exporter moves the buffer and re-maps. Returns the
  * attachment, or a negative errno (the exporter's `attach` may refuse the
- * device; a static/dynamic mismatch maps at once and fails if that does).
+ * device). Nothing is mapped or pinned here.
  */
 export function dmaBufDynamicAttach(
   dmabuf: DmaBuf,
@@ -223,7 +218,6 @@ export function dmaBufDynamicAttach(
       importerOps: opsId,
       importerPriv,
       peer2peer: importerOps?.allowPeer2peer === true,
-      sgtDir: -1,
     };
     st.atts.set(id, a);
     const at = attachmentHandle(m, id);
@@ -246,7 +240,10 @@ export function dmaBufDynamicAttach(
       const r = attachOp(dmabuf, at);
       if (r !== 0) return fail(r < 0 ? r : -EINVAL);
     }
-    b.attachments.push(id);
+    // The list is walked under the reservation lock (move_notify), so it changes only under it.
+    withResvLock(dmabuf, () => {
+      b.attachments.push(id);
+    });
     if (m.bus.wants['dmabuf-attach']) {
       m.bus.emit({
         type: 'dmabuf-attach',
@@ -257,34 +254,8 @@ export function dmaBufDynamicAttach(
         ret: 0,
       });
     }
-    // A mismatch of dynamism: map once now, bidirectionally, and keep it (pinned when the exporter can move).
-    // (Under the reservation lock, as dma_buf_dynamic_attach takes it: pin and map require it.)
-    if (dmaBufAttachmentIsDynamic(at) !== dmaBufIsDynamic(dmabuf)) {
-      const exporterDynamic = dmaBufIsDynamic(dmabuf);
-      const err = withResvLock(dmabuf, () => {
-        if (exporterDynamic) {
-          const r = callPin(at);
-          if (r !== 0) return r;
-        }
-        const sgt = exporterMap(at, 0);
-        emitMap(at, 0, false, sgt);
-        if (typeof sgt === 'number') {
-          if (exporterDynamic) callUnpin(at);
-          return sgt;
-        }
-        keptSgt(m).set(id, sgt);
-        a.sgtDir = 0;
-        return 0;
-      });
-      if (err !== 0) return detachFailed(dmabuf, at, b, err);
-    }
     return at;
   });
-}
-
-function detachFailed(dmabuf: DmaBuf, at: DmaBufAttachment, b: DmaBufState, ret: number): number {
-  detachInner(dmabuf, at, b);
-  return ret;
 }
 
 /** `dma_buf_attach()`: a static importer (`dmaBufDynamicAttach` without importer ops). */
@@ -294,19 +265,10 @@ export function dmaBufAttach(dmabuf: DmaBuf, dev: Device): DmaBufAttachment | nu
 
 function detachInner(dmabuf: DmaBuf, at: DmaBufAttachment, b: DmaBufState): void {
   const m = dmabuf.machine;
-  const a = at.state;
-  const kept = keptSgt(m).get(at.id);
-  if (kept !== undefined && a.sgtDir >= 0) {
-    withResvLock(dmabuf, () => {
-      emitUnmap(at, kept, a.sgtDir, false);
-      dmabuf.ops.unmapDmaBuf(at, kept, a.sgtDir);
-      if (dmaBufIsDynamic(dmabuf)) callUnpin(at);
-    });
-    keptSgt(m).delete(at.id);
-    a.sgtDir = -1;
-  }
-  const i = b.attachments.indexOf(at.id);
-  if (i >= 0) b.attachments.splice(i, 1);
+  withResvLock(dmabuf, () => {
+    const i = b.attachments.indexOf(at.id);
+    if (i >= 0) b.attachments.splice(i, 1);
+  });
   const detachOp = dmabuf.ops.detach;
   if (detachOp !== undefined) detachOp(dmabuf, at);
   if (m.bus.wants['dmabuf-detach']) {
@@ -316,9 +278,9 @@ function detachInner(dmabuf: DmaBuf, at: DmaBufAttachment, b: DmaBufState): void
 }
 
 /**
- * `dma_buf_detach()`: gives back the mapping the core kept (unpinning a
- * dynamic exporter's buffer), takes the attachment off the list, calls the
- * exporter's `detach`, and frees it. A mismatched pair is a WARN.
+ * `dma_buf_detach()`: takes the attachment off the list (under the
+ * reservation lock), calls the exporter's `detach`, and frees it. A
+ * mismatched pair is a WARN.
  */
 export function dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): void {
   const m = dmabuf.machine;
@@ -370,32 +332,37 @@ export function dmaBufUnpin(attach: DmaBufAttachment): void {
 }
 
 function mapInner(attach: DmaBufAttachment, dir: number, call: string): SgTable | number {
-  const m = attach.machine;
   checkDir(dir, call);
   const a = liveAttachment(attach, call);
   if (a === null) return -EINVAL;
-  if (dmaBufAttachmentIsDynamic(attach) || dmaBufIsDynamic(attach.dmabuf)) lockHeld(attach.dmabuf, call);
-  const kept = keptSgt(m).get(attach.id);
-  if (kept !== undefined && a.sgtDir >= 0) {
-    // Two mappings of one attachment with different directions are not allowed.
-    if (a.sgtDir !== dir && a.sgtDir !== 0) {
-      emitMap(attach, dir, true, -EBUSY);
-      return -EBUSY;
-    }
-    emitMap(attach, dir, true, kept);
-    return kept;
+  lockHeld(attach.dmabuf, call);
+  // A static importer cannot follow a move: the buffer stays put while it is mapped.
+  const pinned = dmaBufPinOnMap(attach);
+  if (pinned) {
+    const p = callPin(attach);
+    if (p !== 0) return p;
   }
   const r = exporterMap(attach, dir);
-  emitMap(attach, dir, false, r);
+  emitMap(attach, dir, r);
+  if (typeof r === 'number' && pinned) callUnpin(attach);
   return r;
+}
+
+/**
+ * `dma_buf_pin_on_map()`: whether mapping pins. The exporter can move the
+ * buffer (it has `pin`) and the importer cannot be told (it is static);
+ * dmalab models CONFIG_DMABUF_MOVE_NOTIFY=y.
+ */
+function dmaBufPinOnMap(attach: DmaBufAttachment): boolean {
+  return attach.dmabuf.ops.pin !== undefined && !dmaBufAttachmentIsDynamic(attach);
 }
 
 /**
  * `dma_buf_map_attachment()`: the buffer's table mapped for the
  * attachment's device in direction `dir` (DMA addresses only: importers must
- * not touch its pages), or a negative errno. The kept mapping of a
- * mismatched attachment is returned when its direction allows (-EBUSY
- * otherwise). A dynamic importer must hold the reservation lock.
+ * not touch its pages), or a negative errno. The reservation lock must be
+ * held; a static importer's map of a buffer the exporter can move pins it
+ * first (and unpins if the exporter fails).
  */
 export function dmaBufMapAttachment(attach: DmaBufAttachment, dir: number): SgTable | number {
   return apiCall(attach.machine, 'dma_buf_map_attachment', () =>
@@ -412,18 +379,15 @@ function unmapInner(attach: DmaBufAttachment, sgt: SgTable, dir: number, call: s
     warn(m, `${call}: no table`, attach.dev.name);
     return;
   }
-  if (dmaBufAttachmentIsDynamic(attach) || dmaBufIsDynamic(attach.dmabuf)) lockHeld(attach.dmabuf, call);
-  if (keptSgt(m).get(attach.id) === sgt) {
-    emitUnmap(attach, sgt, dir, true);
-    return;
-  }
-  emitUnmap(attach, sgt, dir, false);
+  lockHeld(attach.dmabuf, call);
+  emitUnmap(attach, sgt, dir);
   attach.dmabuf.ops.unmapDmaBuf(attach, sgt, dir);
+  if (dmaBufPinOnMap(attach)) callUnpin(attach);
 }
 
 /**
- * `dma_buf_unmap_attachment()`: gives a mapping back to the exporter (a
- * no-op for the mapping the core keeps until detach).
+ * `dma_buf_unmap_attachment()`: gives a mapping back to the exporter, under
+ * the reservation lock, then drops the pin a static importer's map took.
  */
 export function dmaBufUnmapAttachment(attach: DmaBufAttachment, sgt: SgTable, dir: number): void {
   apiCall(attach.machine, 'dma_buf_unmap_attachment', () =>

@@ -9,6 +9,7 @@ import {
   EBADF,
   EINVAL,
   EIO,
+  ENOMEM,
   type Machine,
   machineFindings,
   machineHash,
@@ -31,6 +32,7 @@ import {
   dmaBufExport,
   dmaBufFd,
   dmaBufGet,
+  dmaBufMapAttachment,
   dmaBufMapAttachmentUnlocked,
   dmaBufPut,
   dmaBufUnmapAttachmentUnlocked,
@@ -171,32 +173,111 @@ describe('attachments: static and dynamic importers of static and dynamic export
     expect(log).toEqual([`map imp0 ${DMA_TO_DEVICE}`, `unmap imp0 ${DMA_TO_DEVICE}`]);
   });
 
-  it('a static importer of a dynamic exporter pins and maps once at attach, bidirectionally, until detach', () => {
-    const { m, dev, log, db } = setup(true);
+  /** The exporter also logs attach and detach, to show when the core calls them. */
+  function withAttachLog(ops: DmaBufOps, log: string[]): DmaBufOps {
+    return {
+      ...ops,
+      attach(_db, at) {
+        log.push(`attach ${at.dev.name}`);
+        return 0;
+      },
+      detach(_db, at) {
+        log.push(`detach ${at.dev.name}`);
+      },
+    };
+  }
+
+  it('a static importer of a dynamic exporter: attach maps nothing; every map pins, every unmap unpins', () => {
+    const m = createMachine({ profile: 'arm64-noncoherent' });
+    const dev = addDevice(m, { name: 'imp0' });
+    const log: string[] = [];
+    const db = dmaBufExport(m, {
+      expName: 'e',
+      size: 4096,
+      ops: withAttachLog(loggingOps(log, true), log),
+      priv: 1,
+    }) as DmaBuf;
     const at = dmaBufAttach(db, dev) as DmaBufAttachment;
-    expect(log).toEqual(['pin imp0', `map imp0 ${DMA_BIDIRECTIONAL}`]);
-    expect(at.dir).toBe(DMA_BIDIRECTIONAL);
-    const sgt = dmaBufMapAttachmentUnlocked(at, DMA_FROM_DEVICE);
-    expect(sgt).toBe(at.sgt);
-    dmaBufUnmapAttachmentUnlocked(at, sgt as SgTable, DMA_FROM_DEVICE);
-    expect(log.length).toBe(2);
+    expect(log).toEqual(['attach imp0']);
+    expect(db.attachments.map((a) => a.id)).toEqual([at.id]);
+    const s1 = dmaBufMapAttachmentUnlocked(at, DMA_FROM_DEVICE) as SgTable;
+    // A second map in another direction is the exporter's to serve: no -EBUSY any more.
+    const s2 = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE) as SgTable;
+    expect(typeof s2).toBe('object');
+    expect(s2).not.toBe(s1);
+    const pins = () =>
+      log.filter((l) => l === 'pin imp0').length - log.filter((l) => l === 'unpin imp0').length;
+    expect(pins()).toBe(2);
+    dmaBufUnmapAttachmentUnlocked(at, s1, DMA_FROM_DEVICE);
+    expect(pins()).toBe(1);
+    dmaBufUnmapAttachmentUnlocked(at, s2, DMA_TO_DEVICE);
+    expect(pins()).toBe(0);
     dmaBufDetach(db, at);
     expect(log).toEqual([
+      'attach imp0',
       'pin imp0',
-      `map imp0 ${DMA_BIDIRECTIONAL}`,
-      `unmap imp0 ${DMA_BIDIRECTIONAL}`,
+      `map imp0 ${DMA_FROM_DEVICE}`,
+      'pin imp0',
+      `map imp0 ${DMA_TO_DEVICE}`,
+      `unmap imp0 ${DMA_FROM_DEVICE}`,
       'unpin imp0',
+      `unmap imp0 ${DMA_TO_DEVICE}`,
+      'unpin imp0',
+      'detach imp0',
     ]);
+    expect(db.attachments).toEqual([]);
     expect(machineFindings(m)).toEqual([]);
   });
 
-  it('a dynamic importer of a static exporter gets one bidirectional mapping, kept until detach', () => {
-    const { dev, log, db } = setup(false);
-    const at = dmaBufDynamicAttach(db, dev, { moveNotify: () => {} }) as DmaBufAttachment;
-    expect(log).toEqual([`map imp0 ${DMA_BIDIRECTIONAL}`]);
-    expect(dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE)).toBe(at.sgt);
+  it('a failed pin fails the map without mapping; a failed map is unpinned', () => {
+    const m = createMachine({ profile: 'arm64-noncoherent' });
+    const dev = addDevice(m, { name: 'imp0' });
+    const log: string[] = [];
+    const base = loggingOps(log, true);
+    let pinErr = -EIO;
+    let mapNull = false;
+    const ops: DmaBufOps = {
+      ...base,
+      pin: (a) => (pinErr !== 0 ? pinErr : base.pin!(a)),
+      mapDmaBuf(a, d) {
+        if (!mapNull) return base.mapDmaBuf(a, d);
+        log.push('map refused');
+        return null;
+      },
+    };
+    const db = dmaBufExport(m, { expName: 'e', size: 4096, ops, priv: 1 }) as DmaBuf;
+    const at = dmaBufAttach(db, dev) as DmaBufAttachment;
+    expect(dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE)).toBe(-EIO);
+    expect(log).toEqual([]);
+    pinErr = 0;
+    mapNull = true;
+    expect(dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE)).toBe(-ENOMEM);
+    expect(log).toEqual(['pin imp0', 'map refused', 'unpin imp0']);
     dmaBufDetach(db, at);
+    expect(machineFindings(m)).toEqual([]);
+  });
+
+  it('a dynamic importer of a static exporter maps through the exporter at every map, pinning nothing', () => {
+    const { m, dev, log, db } = setup(false);
+    const at = dmaBufDynamicAttach(db, dev, { moveNotify: () => {} }) as DmaBufAttachment;
+    expect(log).toEqual([]);
+    const sgt = dmaBufMapAttachmentUnlocked(at, DMA_TO_DEVICE) as SgTable;
+    dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_TO_DEVICE);
+    dmaBufDetach(db, at);
+    expect(log).toEqual([`map imp0 ${DMA_TO_DEVICE}`, `unmap imp0 ${DMA_TO_DEVICE}`]);
+    expect(machineFindings(m)).toEqual([]);
+  });
+
+  it('a dynamic importer of a dynamic exporter: map does not pin; the map without the lock is a WARN', () => {
+    const { m, dev, log, db } = setup(true);
+    const at = dmaBufDynamicAttach(db, dev, { moveNotify: () => {} }) as DmaBufAttachment;
+    const sgt = dmaBufMapAttachmentUnlocked(at, DMA_BIDIRECTIONAL) as SgTable;
+    dmaBufUnmapAttachmentUnlocked(at, sgt, DMA_BIDIRECTIONAL);
     expect(log).toEqual([`map imp0 ${DMA_BIDIRECTIONAL}`, `unmap imp0 ${DMA_BIDIRECTIONAL}`]);
+    expect(machineFindings(m)).toEqual([]);
+    const s2 = dmaBufMapAttachment(at, DMA_TO_DEVICE) as SgTable;
+    expect(machineFindings(m).map((f) => f.code)).toEqual(['WARN']);
+    dmaBufUnmapAttachmentUnlocked(at, s2, DMA_TO_DEVICE);
   });
 
   it('importer ops without moveNotify are refused with a WARN; an exporter attach error fails the attach', () => {

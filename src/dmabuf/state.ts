@@ -118,8 +118,6 @@ export interface AttachmentState {
   readonly importerOps: number;
   readonly importerPriv: unknown;
   readonly peer2peer: boolean;
-  /** Direction of the mapping the core keeps (`attach->sgt`), -1 when none. */
-  sgtDir: number;
 }
 
 export interface DmaBufLayerState {
@@ -134,18 +132,6 @@ export function dmabufState(m: Machine): DmaBufLayerState {
   const s = m.layers.dmabuf as DmaBufLayerState | undefined;
   if (s === undefined) throw new DmalabError('the dma-buf layer is not initialised on this machine');
   return s;
-}
-
-/** Host-side: the table the core keeps per attachment (`attach->sgt`). */
-const keptTables = new WeakMap<Machine, Map<number, SgTable>>();
-
-export function keptSgt(m: Machine): Map<number, SgTable> {
-  let t = keptTables.get(m);
-  if (t === undefined) {
-    t = new Map();
-    keptTables.set(m, t);
-  }
-  return t;
 }
 
 /** `struct dma_buf`. */
@@ -227,14 +213,6 @@ export class DmaBufAttachment {
   get peer2peer(): boolean {
     return this.state.peer2peer;
   }
-  /** The mapping the core keeps for this attachment (`attach->sgt`), or null. */
-  get sgt(): SgTable | null {
-    return keptSgt(this.machine).get(this.id) ?? null;
-  }
-  /** Its direction (`attach->dir`), -1 when none is kept. */
-  get dir(): number {
-    return this.state.sgtDir;
-  }
   toString(): string {
     return `attachment ${this.id} of dma-buf ${this.state.buf} (${this.dev.name})`;
   }
@@ -258,7 +236,7 @@ function hashState(s: DmaBufLayerState, h: Hasher): void {
   }
   for (const a of s.atts.values()) {
     const ops = a.importerOps < 0 ? '' : tableKey(a.importerOps);
-    h.value([a.id, a.buf, a.dev, a.priv, ops, a.importerPriv, a.peer2peer, a.sgtDir]);
+    h.value([a.id, a.buf, a.dev, a.priv, ops, a.importerPriv, a.peer2peer]);
   }
   h.value(s.byFile);
 }
@@ -271,12 +249,6 @@ export function initDmaBuf(m: Machine): void {
     snapshot: (mm) => structuredClone(dmabufState(mm)),
     restore: (mm, snap) => {
       mm.layers.dmabuf = structuredClone(snap as DmaBufLayerState);
-      // Kept tables belong to the moment they were made; a restored attachment without one has none.
-      const kept = keptSgt(mm);
-      for (const id of [...kept.keys()]) {
-        const a = dmabufState(mm).atts.get(id);
-        if (a === undefined || a.sgtDir < 0) kept.delete(id);
-      }
     },
     hash: (mm, h) => hashState(dmabufState(mm), h),
   });

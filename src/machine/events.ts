@@ -660,10 +660,9 @@ export interface DmaBufDetachEvent extends EventBase {
 }
 
 /**
- * An attachment's mapping handed to its importer (`dma_buf_map_attachment`,
- * or the one the core keeps for a static/dynamic mismatch). `phys`/`lengths`
- * are the table's CPU pieces, `dmaAddrs`/`dmaLengths` its DMA segments.
- * `cached`: the core's kept mapping was returned (no exporter call).
+ * An attachment's mapping handed to its importer (`dma_buf_map_attachment`;
+ * every one is the exporter's). `phys`/`lengths` are the table's CPU
+ * pieces, `dmaAddrs`/`dmaLengths` its DMA segments.
  */
 export interface DmaBufMapEvent extends EventBase {
   type: 'dmabuf-map';
@@ -671,7 +670,6 @@ export interface DmaBufMapEvent extends EventBase {
   attachment: number;
   device: string;
   dir: number;
-  cached: boolean;
   /** 0, or the negative errno returned. */
   ret: number;
   phys: readonly number[];
@@ -680,14 +678,13 @@ export interface DmaBufMapEvent extends EventBase {
   dmaLengths: readonly number[];
 }
 
-/** An attachment's mapping given back (its DMA segments); `cached`: the core keeps it (no exporter call). */
+/** An attachment's mapping given back to the exporter (its DMA segments). */
 export interface DmaBufUnmapEvent extends EventBase {
   type: 'dmabuf-unmap';
   buf: number;
   attachment: number;
   device: string;
   dir: number;
-  cached: boolean;
   dmaAddrs: readonly number[];
   dmaLengths: readonly number[];
 }
