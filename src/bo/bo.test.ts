@@ -4,9 +4,18 @@ import {
   addGpu,
   advanceTime,
   createMachine,
+  DMA_RESV_USAGE_BOOKKEEP,
   DmalabError,
+  dmaFenceContextAlloc,
+  dmaFenceInit,
+  dmaFenceSignal,
+  dmaResvAddFence,
   dmaResvIsLocked,
+  dmaResvLock,
+  dmaResvReserveFences,
+  dmaResvUnlock,
   drmGemHandleCreate,
+  drmGemHandleDelete,
   drmVmaNodeOffsetAddr,
   EACCES,
   EBUSY,
@@ -40,6 +49,7 @@ import {
   ttmBoPin,
   ttmBoPut,
   ttmBoReserve,
+  ttmBoSwapout,
   ttmBoUnpin,
   ttmBoUnreserve,
   ttmBoValidate,
@@ -149,6 +159,52 @@ describe('swap-out under pressure', () => {
     expect(a.placementName).toBe('system');
     expect(rig.gpu.ttPages).toBe(8);
     expect(userRead(rig.app, va, 8 * P)).toEqual(pattern(1, 8));
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+});
+
+describe('bookkeeping fences', () => {
+  it('swap-out waits for every fence: with no_wait_gpu a busy object is skipped, once idle it swaps', () => {
+    const rig = gpuRig('x86_64');
+    const a = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+    const va = mapBo(rig, a);
+    userWrite(rig.app, va, pattern(1, 2));
+    const resv = resvHandle(rig.m, a.state.resv);
+    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
+    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
+    expect(dmaResvLock(resv, null)).toBe(0);
+    expect(dmaResvReserveFences(resv, 1)).toBe(0);
+    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    dmaResvUnlock(resv);
+    const noWait = { ...ttmOperationCtx(), noWaitGpu: true };
+    expect(ttmBoSwapout(rig.gpu, noWait, TTM_PL_SYSTEM, 0, 2 * P)).toBe(0);
+    expect(a.placementName).toBe('system');
+    dmaFenceSignal(f);
+    expect(ttmBoSwapout(rig.gpu, noWait, TTM_PL_SYSTEM, 0, 2 * P)).toBe(2 * P);
+    expect(a.placementName).toBe('swapped');
+    expect(userRead(rig.app, va, 2 * P)).toEqual(pattern(1, 2));
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('an object released with a bookkeeping fence pending is freed only once it signals', () => {
+    const rig = gpuRig('x86_64');
+    const a = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+    advanceTime(rig.m, 10_000);
+    const resv = resvHandle(rig.m, a.state.resv);
+    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
+    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
+    expect(dmaResvLock(resv, null)).toBe(0);
+    expect(dmaResvReserveFences(resv, 1)).toBe(0);
+    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    dmaResvUnlock(resv);
+    const file = fget(rig.app, rig.fd)!;
+    expect(drmGemHandleDelete(file, 1)).toBe(0); // the rig's first handle
+    fputFile(file);
+    advanceTime(rig.m, 10_000);
+    expect(a.alive).toBe(true);
+    dmaFenceSignal(f);
+    advanceTime(rig.m, 10_000);
+    expect(a.alive).toBe(false);
     expect(machineFindings(rig.m)).toEqual([]);
   });
 });

@@ -46,7 +46,7 @@ import {
   swapout,
   unmapVirtual,
 } from './internal/move.js';
-import { freeBo } from './internal/release.js';
+import { freeBo, queueDelayedDelete } from './internal/release.js';
 import { lruDel, lruTail, resourceAlloc, resourceCompatible, switchResource } from './internal/resource.js';
 import {
   type BoObjState,
@@ -56,14 +56,7 @@ import {
   type TtmOperationCtx,
   type TtmPlacement,
 } from './internal/state.js';
-import {
-  resvCreate,
-  resvHeld,
-  resvKernelIdle,
-  resvLock,
-  resvUnlock,
-  resvWaitKernel,
-} from './internal/sync.js';
+import { resvCreate, resvHeld, resvIdle, resvLock, resvUnlock, resvWaitAll } from './internal/sync.js';
 import { ttCreate, ttFreePages, ttTakePages } from './internal/tt.js';
 import { drmVmaOffsetAdd, drmVmaOffsetRemove } from './vma-manager.js';
 
@@ -166,7 +159,7 @@ function finishValidate(m: Machine, bo: BoObjState): number {
 function pipelineGutting(m: Machine, bo: BoObjState): number {
   const bdev = bdevState(m, bo.bdev);
   unmapVirtual(m, bo);
-  resvWaitKernel(m, bo.resv);
+  resvWaitAll(m, bo.resv);
   const from = placementName(bo);
   if (bo.tt !== null) ttFreePages(devOf(m, bdev), bdev, ttTakePages(bo.tt));
   bo.tt = null;
@@ -358,7 +351,7 @@ export function putBo(m: Machine, bo: BoObjState): void {
 
 /**
  * `ttm_bo_release()`: the fake offset goes; an idle object's memory is
- * freed now, a busy one becomes a zombie freed when its moves complete
+ * freed now, a busy one (any fence, BOOKKEEP included) becomes a zombie freed when they all signal
  * (the delayed-delete work). Releasing a pinned object is a WARN.
  */
 function release(m: Machine, bo: BoObjState): void {
@@ -373,9 +366,8 @@ function release(m: Machine, bo: BoObjState): void {
   unmapVirtual(m, bo);
   drmVmaOffsetRemove(handle.bdev.vmaManager, handle.vmaNode);
   lruDel(bdev, bo);
-  if (!resvKernelIdle(m, bo.resv)) {
-    bo.deleted = true;
-    bdev.zombies.push(bo.id);
+  if (!resvIdle(m, bo.resv)) {
+    queueDelayedDelete(m, bdev, bo);
     return;
   }
   freeBo(m, bdev, bo);

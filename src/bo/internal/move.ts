@@ -7,7 +7,7 @@
  * bo.ts is the API over it.
  */
 
-import { EBUSY, ENOMEM, ENOSPC, type Machine, PAGE_SIZE } from '../../machine/index.js';
+import { EBUSY, ENOSPC, type Machine, PAGE_SIZE } from '../../machine/index.js';
 import { AddressSpace } from '../../mm/index.js';
 import {
   TTM_PL_FLAG_DESIRED,
@@ -42,9 +42,10 @@ import {
   moveFenceSignaled,
   resvAddKernelFence,
   resvHeld,
+  resvIdle,
   resvLock,
   resvUnlock,
-  resvWaitKernel,
+  resvWaitAll,
   setManagerMove,
 } from './sync.js';
 import { type TtPage, ttCreate, ttPopulate, ttSwapout, ttTakePages } from './tt.js';
@@ -334,7 +335,11 @@ export function swapout(
           continue;
         }
       }
-      resvWaitKernel(m, bo.resv);
+      // ttm_bo_wait_ctx: every fence; with no_wait_gpu a busy object is skipped (-EBUSY).
+      if (ctx.noWaitGpu ? !resvIdle(m, bo.resv) : resvWaitAll(m, bo.resv) < 0) {
+        resvUnlock(m, bo.resv);
+        continue;
+      }
       unmapVirtual(m, bo);
       primeMoveNotify(m, bo);
       const r = ttSwapout(m, devOf(m, bdev), bdev, tt);

@@ -6,10 +6,18 @@
  * fence has signalled.
  */
 
+import {
+  DMA_RESV_USAGE_BOOKKEEP,
+  dmaFenceAddCallback,
+  dmaFencePut,
+  dmaResvGetFences,
+  registerDmaFenceFunc,
+  resvHandle,
+} from '../../dmabuf/index.js';
 import type { Machine } from '../../machine/index.js';
 import { switchResource } from './resource.js';
-import { type BdevState, type BoObjState, boState } from './state.js';
-import { resvFini, resvKernelIdle } from './sync.js';
+import { type BdevState, type BoObjState, bdevState, boState } from './state.js';
+import { resvFini, resvIdle } from './sync.js';
 import { ttFreePages, ttTakePages } from './tt.js';
 
 /** Frees a released object's memory now. */
@@ -26,8 +34,29 @@ export function freeBo(m: Machine, bdev: BdevState, bo: BoObjState): void {
 export function freeZombies(m: Machine, bdev: BdevState): void {
   for (const id of bdev.zombies.slice()) {
     const bo = boState(m).bos.get(id);
-    if (bo === undefined || !resvKernelIdle(m, bo.resv)) continue;
+    if (bo === undefined || !resvIdle(m, bo.resv)) continue;
     bdev.zombies.splice(bdev.zombies.indexOf(id), 1);
     freeBo(m, bdev, bo);
+  }
+}
+
+const DELAYED_DELETE = 'ttm-bo-delayed-delete';
+
+registerDmaFenceFunc(DELAYED_DELETE, (fence, data) => {
+  freeZombies(fence.machine, bdevState(fence.machine, data as number));
+});
+
+/**
+ * Queues the delayed delete of a busy released object (`ttm_bo_release`
+ * queueing `ttm_bo_delayed_delete`, which waits for every fence, BOOKKEEP
+ * included): it runs as each pending fence signals, and the move-done job
+ * runs it too.
+ */
+export function queueDelayedDelete(m: Machine, bdev: BdevState, bo: BoObjState): void {
+  bo.deleted = true;
+  bdev.zombies.push(bo.id);
+  for (const f of dmaResvGetFences(resvHandle(m, bo.resv), DMA_RESV_USAGE_BOOKKEEP)) {
+    dmaFenceAddCallback(f, DELAYED_DELETE, bdev.id);
+    dmaFencePut(f);
   }
 }

@@ -3,11 +3,13 @@
  * layer's `dma_fence` and `dma_resv`: a pipelined move signals a fence on
  * the device's copy-engine timeline and adds it to the object's
  * reservation object with KERNEL usage; faults and evictions wait for
- * KERNEL fences only. State keeps ids; the handles come from the dmabuf
+ * KERNEL fences only; swap-out, gutting and release wait for every fence
+ * (BOOKKEEP). State keeps ids; the handles come from the dmabuf
  * layer.
  */
 
 import {
+  DMA_RESV_USAGE_BOOKKEEP,
   DMA_RESV_USAGE_KERNEL,
   type DmaFence,
   type DmaFenceOps,
@@ -106,4 +108,14 @@ export function resvKernelIdle(m: Machine, resv: number): boolean {
 /** `dma_resv_wait_timeout(resv, DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT)`. */
 export function resvWaitKernel(m: Machine, resv: number): number {
   return dmaResvWaitTimeout(resvHandle(m, resv), DMA_RESV_USAGE_KERNEL, true, MAX_SCHEDULE_TIMEOUT);
+}
+
+/** `dma_resv_test_signaled(resv, DMA_RESV_USAGE_BOOKKEEP)`: every fence, the driver's bookkeeping ones included. */
+export function resvIdle(m: Machine, resv: number): boolean {
+  return dmaResvTestSignaled(resvHandle(m, resv), DMA_RESV_USAGE_BOOKKEEP);
+}
+
+/** `dma_resv_wait_timeout(resv, DMA_RESV_USAGE_BOOKKEEP, true, MAX_SCHEDULE_TIMEOUT)`. */
+export function resvWaitAll(m: Machine, resv: number): number {
+  return dmaResvWaitTimeout(resvHandle(m, resv), DMA_RESV_USAGE_BOOKKEEP, true, MAX_SCHEDULE_TIMEOUT);
 }
