@@ -144,6 +144,30 @@ describe.concurrent('dmalab run and matrix on files', () => {
     }
   });
 
+  it('a coherent buffer that cannot be allocated: mmap fails with -ENOMEM, not an internal error', async () => {
+    const file = join(dir, 'no-ram.yaml');
+    writeFileSync(
+      file,
+      `name: no-ram
+intent: a coherent buffer as large as RAM is mmapped
+profiles: [x86_64]
+machine: { ramBytes: 8388608 }
+devices: [{ name: d }]
+buffers: [{ name: ring, kind: coherent, device: d, size: 8388608 }]
+agents:
+  - name: app
+    kind: process
+    steps:
+      - mmap: { buffer: ring, as: pcm, expect: -ENOMEM }
+`,
+    );
+    const r = await dmalab(['run', file]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${file}: allocating buffer 'ring' failed`);
+    expect(r.stderr).not.toContain('vmf_insert_pfn_prot');
+    expect(r.stderr).toBe(`to replay what differs:\n  dmalab run ${file} --profile x86_64 --seed 0\n`);
+  });
+
   it('--json and --sarif: deterministic reports', async () => {
     const sarif = join(dir, 'out.sarif');
     const r = await dmalab([

@@ -166,4 +166,52 @@ describe('parseScenario', () => {
       field: 'expect.arm64-coherent',
     });
   });
+
+  it('refuses an alias bomb as bad YAML rather than expanding it', () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]']
+      .concat(['b', 'c', 'd'].map((k, i) => `${k}: &${k} [${Array(10).fill(`*${'abc'[i]}`).join(', ')}]`))
+      .concat([`e: [${Array(10).fill('*d').join(', ')}]`])
+      .join('\n');
+    expect(failure(bomb).message).toMatch(/^bad\.yaml:1:1: \(file\): not valid YAML: .*alias/i);
+  });
+
+  it('bounds offset + length by the buffer, the mapping and the user mapping, and sizes by RAM', () => {
+    expect(failure(GOOD.replace('length: 8, fill', 'length: 5000000000, fill'))).toEqual({
+      line: 15,
+      column: 44,
+      field: 'agents[0].steps[0].deviceDmaWrite.length',
+      message: expect.stringContaining("offset + length is 5000000000, past the end of 'buf' (4096 bytes)"),
+    });
+    expect(failure(GOOD.replace('length: 8, equals', 'offset: 4090, length: 8, equals')).message).toContain(
+      "final[0].length: offset + length is 4098, past the end of 'buf' (4096 bytes)",
+    );
+    expect(failure(GOOD.replace('size: 4096', 'size: 1000000000000')).message).toContain(
+      `buffers[0].size: 1000000000000 bytes is more than the machine's ${2 ** 30} bytes of RAM`,
+    );
+    expect(failure(GOOD.replace('size: 4096', 'size: 5000000000000')).message).toContain(
+      'buffers[0].size: must be at most 4398046511104',
+    );
+    const mapped = `name: m
+intent: a kmalloc buffer mapped in part, then the device writes past the mapping
+devices: [{ name: d }]
+buffers: [{ name: k, kind: kmalloc, size: 4096 }]
+agents:
+  - name: drv
+    kind: kernel
+    steps:
+      - dmaMapSingle: { device: d, buffer: k, offset: 4000, size: 200, dir: DMA_FROM_DEVICE, as: m }
+`;
+    expect(failure(mapped).message).toContain(
+      "agents[0].steps[0].dmaMapSingle.size: offset + size is 4200, past the end of 'k' (4096 bytes)",
+    );
+    const dev = `${mapped.replace('offset: 4000, size: 200', 'size: 64')}  - name: eng
+    kind: device
+    device: d
+    steps:
+      - deviceDmaWrite: { at: m, offset: 32, length: 64, fill: 1 }
+`;
+    expect(failure(dev).message).toContain(
+      "agents[1].steps[0].deviceDmaWrite.length: offset + length is 96, past the end of 'm' (64 bytes)",
+    );
+  });
 });

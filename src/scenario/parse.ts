@@ -7,7 +7,7 @@
 import * as v from 'valibot';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { DmalabError, PROFILE_NAMES } from '../machine/index.js';
-import { SCENARIO_FILE, STEP_AGENTS, STEP_ARGS, STEP_OPS, type StepOp } from './schema.js';
+import { DEFAULT_RAM_BYTES, SCENARIO_FILE, STEP_AGENTS, STEP_ARGS, STEP_OPS, type StepOp } from './schema.js';
 import type { AgentSpec, FinalCondition, Scenario, StepSpec } from './types.js';
 
 type Key = string | number;
@@ -146,7 +146,14 @@ export function parseScenario(file: string, text: string): Scenario {
     });
   }
   if (!isMap(doc.contents)) at.fail([], 'a scenario file is a map of fields (name, intent, agents, …)');
-  const raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    // yaml refuses documents whose aliases expand past its limit (a "billion laughs" file) by throwing.
+    raw = doc.toJS();
+  } catch (e) {
+    const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new DmalabError(`not valid YAML: ${message}`, { file, line: 1, column: 1, field: '(file)' });
+  }
   const f = validate(at, [], SCENARIO_FILE, raw);
 
   const devices = new Set<string>();
@@ -155,10 +162,17 @@ export function parseScenario(file: string, text: string): Scenario {
     devices.add(d.name);
   });
   const buffers = new Set<string>();
+  // Sizes bound a step's offset + length here, before any machine allocates a byte for it.
+  const sizes = new Map<string, number>();
+  const ram = f.machine?.ramBytes ?? DEFAULT_RAM_BYTES;
   const kmallocs = new Set(f.buffers.filter((b) => b.kind === 'kmalloc').map((b) => b.name));
   f.buffers.forEach((b, i) => {
     if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);
     buffers.add(b.name);
+    sizes.set(b.name, b.size);
+    if (b.size > ram) {
+      at.fail(['buffers', i, 'size'], `${b.size} bytes is more than the machine's ${ram} bytes of RAM`);
+    }
     if (b.kind !== 'kmalloc' && b.device === undefined) {
       at.fail(['buffers', i], `a ${b.kind} buffer needs the device it is allocated for`);
     }
@@ -168,9 +182,16 @@ export function parseScenario(file: string, text: string): Scenario {
   });
 
   // Names bound by steps (`as`), checked against their uses after every agent is read.
-  const mappings = new Set<string>();
-  const maps = new Set<string>();
-  const uses: { path: Key[]; kind: 'mapping' | 'map' | 'at'; name: string }[] = [];
+  const mappings = new Map<string, number>();
+  const maps = new Map<string, number>();
+  const uses: { path: Key[]; kind: 'mapping' | 'map' | 'at'; name: string; end?: number; span?: Key[] }[] =
+    [];
+  /** The step's last byte past its target, checked against the size of what it names. */
+  const within = (path: Key[], what: string, size: number | undefined, end: number, field: string): void => {
+    if (size !== undefined && end > size) {
+      at.fail(path, `offset + ${field} is ${end}, past the end of '${what}' (${size} bytes)`);
+    }
+  };
   const agentNames = new Set<string>();
   const agents: AgentSpec[] = f.agents.map((a, ai) => {
     if (agentNames.has(a.name)) at.fail(['agents', ai, 'name'], `an agent named '${a.name}' already exists`);
@@ -207,12 +228,26 @@ export function parseScenario(file: string, text: string): Scenario {
       if ('device' in obj && !devices.has(obj.device as string)) {
         at.fail([...base, 'device'], `no device named '${String(obj.device)}' in devices`);
       }
-      if (known === 'dmaMapSingle') mappings.add(obj.as as string);
-      if (known === 'mmap') maps.add(obj.as as string);
+      const offset = typeof obj.offset === 'number' ? obj.offset : 0;
+      const span = 'length' in obj ? 'length' : 'size';
+      const end = offset + (typeof obj[span] === 'number' ? (obj[span] as number) : 0);
+      if ('buffer' in obj && span in obj) {
+        within([...base, span], obj.buffer as string, sizes.get(obj.buffer as string), end, span);
+      }
+      if (known === 'dmaMapSingle') mappings.set(obj.as as string, obj.size as number);
+      if (known === 'mmap') maps.set(obj.as as string, sizes.get(obj.buffer as string) ?? 0);
       if ('mapping' in obj)
         uses.push({ path: [...base, 'mapping'], kind: 'mapping', name: obj.mapping as string });
-      if ('map' in obj) uses.push({ path: [...base, 'map'], kind: 'map', name: obj.map as string });
-      if ('at' in obj) uses.push({ path: [...base, 'at'], kind: 'at', name: obj.at as string });
+      if ('map' in obj)
+        uses.push({
+          path: [...base, 'map'],
+          kind: 'map',
+          name: obj.map as string,
+          end,
+          span: [...base, span],
+        });
+      if ('at' in obj)
+        uses.push({ path: [...base, 'at'], kind: 'at', name: obj.at as string, end, span: [...base, span] });
       return { op, args: obj, line: at.line(['agents', ai, 'steps', si]) };
     });
     return { name: a.name, kind: a.kind, ...(a.device !== undefined ? { device: a.device } : {}), steps };
@@ -236,11 +271,22 @@ export function parseScenario(file: string, text: string): Scenario {
         : '';
       at.fail(u.path, `no ${what} named '${u.name}'${hint}`);
     }
+    if (u.end !== undefined && u.span !== undefined) {
+      const size = u.kind === 'map' ? maps.get(u.name) : (mappings.get(u.name) ?? sizes.get(u.name));
+      within(u.span, u.name, size, u.end, 'length');
+    }
   }
   const final: FinalCondition[] = f.final.map((c, i) => {
     if (!buffers.has(c.read) && !maps.has(c.read)) {
       at.fail(['final', i, 'read'], `no buffer or user mapping named '${c.read}'`);
     }
+    within(
+      ['final', i, 'length'],
+      c.read,
+      sizes.get(c.read) ?? maps.get(c.read),
+      (c.offset ?? 0) + c.length,
+      'length',
+    );
     return {
       read: c.read,
       offset: c.offset ?? 0,

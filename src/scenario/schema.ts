@@ -12,8 +12,22 @@ const name = v.pipe(
   v.regex(/^[a-z0-9][a-z0-9-_]*$/i, 'must be a name of letters, digits, - and _'),
 );
 const kebab = v.pipe(v.string(), v.regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'must be kebab-case (a-z, 0-9, -)'));
-const nat = v.pipe(v.number(), v.integer('must be an integer'), v.minValue(0, 'must not be negative'));
-const positive = v.pipe(v.number(), v.integer('must be an integer'), v.minValue(1, 'must be at least 1'));
+/** createMachine's RAM when a scenario names none (src/boot.ts); buffers must fit in it. */
+export const DEFAULT_RAM_BYTES = 1024 * 1024 * 1024;
+/** createMachine's largest RAM: no size, offset or length in a file can usefully exceed it. */
+const MAX_BYTES = 2 ** 42;
+const nat = v.pipe(
+  v.number(),
+  v.integer('must be an integer'),
+  v.minValue(0, 'must not be negative'),
+  v.maxValue(MAX_BYTES, `must be at most ${MAX_BYTES}`),
+);
+const positive = v.pipe(
+  v.number(),
+  v.integer('must be an integer'),
+  v.minValue(1, 'must be at least 1'),
+  v.maxValue(MAX_BYTES, `must be at most ${MAX_BYTES}`),
+);
 const byte = v.pipe(
   v.number(),
   v.integer('must be an integer'),

@@ -26,6 +26,7 @@ import {
   deviceDmaRead,
   deviceDmaWrite,
   deviceJob,
+  ENOMEM,
   errnoName,
   formatHex,
   GFP_KERNEL,
@@ -137,14 +138,16 @@ function setupBuffers(w: World, specs: readonly BufferSetup[]): void {
         open(_inode, file) {
           if (spec.kind !== 'coherent-for-mmap' || b.cpu !== null) return 0;
           const r = dmaAllocCoherentForMmap(dev!, spec.size, GFP_KERNEL, file);
-          if (r === null) return -12;
+          if (r === null) return -ENOMEM;
           b.cpu = r.cpuAddr;
           b.dma = r.dmaHandle;
           if (spec.fill !== undefined) kernelWrite(w.m, b.cpu, fill(spec.size, spec.fill));
           return 0;
         },
         mmap(_file, vma) {
-          return dmaMmapCoherent(dev!, vma, b.cpu!, b.dma!, spec.size);
+          // A coherent allocation that failed leaves nothing to map: the driver says so, as ALSA's would.
+          if (b.cpu === null || b.dma === null) return -ENOMEM;
+          return dmaMmapCoherent(dev!, vma, b.cpu, b.dma, spec.size);
         },
       });
     }
