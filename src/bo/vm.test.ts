@@ -19,7 +19,9 @@ import {
   TTM_PL_TT,
   TTM_PL_VRAM,
   ttmBoEvictFirst,
+  ttmBoReserve,
   ttmBoSwapout,
+  ttmBoUnreserve,
   ttmBoVmFault,
   ttmOperationCtx,
   type UserVa,
@@ -127,6 +129,19 @@ describe('a buffer object under one user pointer', () => {
     expect(results.length).toBe(2);
     expect(pteLookup(rig.app, va)!.pfn).toBe(a.pfns[0]);
     expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('a fault with the reservation held by the faulting thread: RETRY on the first attempt, NOPAGE on the retried one', () => {
+    const rig = gpuRig('x86_64');
+    const a = newBo(rig, 2, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, a);
+    const results: number[] = [];
+    rig.m.bus.on('page-fault', (ev) => results.push(ev.result));
+    expect(ttmBoReserve(a, true, false)).toBe(0);
+    userRead(rig.app, va, 1);
+    expect(results.slice(0, 2)).toEqual([VM_FAULT_RETRY, VM_FAULT_NOPAGE]);
+    expect(machineFindings(rig.m).map((f) => f.code)).toEqual(['FAULT_LIVELOCK']);
+    ttmBoUnreserve(a);
   });
 
   it('a move without the shoot-down leaves the user writing to the old placement: the checker reports the lost write', () => {

@@ -134,8 +134,8 @@ export function ttmBoVmFaultReserved(vmf: VmFault, prot: Pgprot, numPrefault: nu
 
 /**
  * `ttm_bo_vm_fault()`: takes the reservation (a reservation held by the
- * faulting thread itself can never be had: the access is retried, and mm
- * reports the livelock), refuses imported pages that are not mappable
+ * faulting thread itself can never be had: VM_FAULT_RETRY on the first
+ * attempt, VM_FAULT_NOPAGE on the retried one, and mm reports the livelock), refuses imported pages that are not mappable
  * (SIGBUS: map them through the exporter), and maps with the VMA's
  * protection and TTM's prefault window.
  */
@@ -145,7 +145,12 @@ export function ttmBoVmFault(vmf: VmFault): VmFaultT {
   return apiCall(m, 'ttm_bo_vm_fault', () => {
     const bo = boOfVma(vma);
     if (bo === undefined) return VM_FAULT_SIGBUS;
-    if (resvHeld(m, bo.resv)) return VM_FAULT_NOPAGE;
+    if (resvHeld(m, bo.resv)) {
+      // ttm_bo_vm_reserve: the first attempt of a fault that may retry drops
+      // mmap_lock to wait for the lock and retries; the retried one gives up.
+      const first = (vmf.flags & FAULT_FLAG_ALLOW_RETRY) !== 0 && (vmf.flags & FAULT_FLAG_TRIED) === 0;
+      return first ? VM_FAULT_RETRY : VM_FAULT_NOPAGE;
+    }
     resvLock(m, bo.resv);
     const f = bo.tt?.pageFlags ?? 0;
     if ((f & TTM_TT_FLAG_EXTERNAL) !== 0 && (f & TTM_TT_FLAG_EXTERNAL_MAPPABLE) === 0) {
