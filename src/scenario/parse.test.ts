@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DmalabError } from '../machine/index.js';
 import { parseScenario } from './parse.js';
+import { runScenario } from './run.js';
 
 const GOOD = `name: tiny
 intent: a device writes a coherent buffer the kernel then reads
@@ -186,7 +187,7 @@ describe('parseScenario', () => {
       "final[0].length: offset + length is 4098, past the end of 'buf' (4096 bytes)",
     );
     expect(failure(GOOD.replace('size: 4096', 'size: 1000000000000')).message).toContain(
-      `buffers[0].size: 1000000000000 bytes is more than the machine's ${2 ** 30} bytes of RAM`,
+      `buffers[0].size: 1000000000000 bytes is more than the machine's ${2 ** 28} bytes of RAM`,
     );
     expect(failure(GOOD.replace('size: 4096', 'size: 5000000000000')).message).toContain(
       'buffers[0].size: must be at most 4398046511104',
@@ -213,5 +214,18 @@ agents:
     expect(failure(dev).message).toContain(
       "agents[1].steps[0].deviceDmaWrite.length: offset + length is 96, past the end of 'm' (64 bytes)",
     );
+  });
+
+  it("checks machine options by createMachine's rules at their line, and a run names the file", () => {
+    const withMachine = (m: string): string => GOOD.replace('devices:', `machine: { ${m} }\ndevices:`);
+    expect(failure(withMachine('ramBytes: 1')).message).toMatch(
+      /^bad\.yaml:6:\d+: machine\.ramBytes: must be at least 8 MiB/,
+    );
+    expect(failure(withMachine('ramBytes: 8392704, swiotlbBytes: 5')).message).toMatch(
+      /^bad\.yaml:6:\d+: machine\.swiotlbBytes: must be a multiple of 2048/,
+    );
+    const s = parseScenario('tiny.yaml', GOOD);
+    const bad = { ...s, machine: { ...s.machine, ramBytes: 1 } };
+    expect(() => runScenario(bad, { profile: 'x86_64' })).toThrow(/^tiny\.yaml: ramBytes: /);
   });
 });

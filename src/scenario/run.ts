@@ -18,6 +18,7 @@ import {
 } from '../machine/index.js';
 import { declarativeAgents } from './internal/interpret.js';
 import { type Agent, RunContext, runAgents } from './runtime.js';
+import { DEFAULT_RAM_BYTES } from './schema.js';
 import type {
   MatrixResult,
   MatrixRow,
@@ -56,9 +57,6 @@ export function builtinScenario(name: string): Scenario | undefined {
   return builtins.get(name)?.scenario;
 }
 
-/** Scenarios run on 256 MiB machines unless they say otherwise: enough for every seed case, quick to boot. */
-const DEFAULT_RAM = 256 * 1024 * 1024;
-
 function short(text: string, max = 140): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
@@ -74,12 +72,30 @@ function runCell(
   s: Scenario,
   opts: RunOptions,
 ): { result: ScenarioResult; observed: readonly ObservedRead[] } {
+  try {
+    return runCellIn(s, opts);
+  } catch (e) {
+    // An error raised below (createMachine's option checks, say) names no file; in `matrix dir/` it must.
+    if (e instanceof DmalabError && e.location.file === undefined && s.source !== undefined) {
+      const field = e.location.field;
+      const prefix = field === undefined ? '' : `${field}: `;
+      const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+      throw new DmalabError(message, { ...e.location, file: s.source });
+    }
+    throw e;
+  }
+}
+
+function runCellIn(
+  s: Scenario,
+  opts: RunOptions,
+): { result: ScenarioResult; observed: readonly ObservedRead[] } {
   const seed = opts.seed ?? 0;
   const { zoneDmaBits, ...options } = s.machine;
   const base = resolveProfile(opts.profile);
   // A platform's DMA zone is firmware's word on arm64 only; elsewhere the architecture fixes it.
   const profile = zoneDmaBits !== undefined && base.arch === 'arm64' ? { ...base, zoneDmaBits } : base;
-  const m = createMachine({ ramBytes: DEFAULT_RAM, ...options, profile, seed });
+  const m = createMachine({ ramBytes: DEFAULT_RAM_BYTES, ...options, profile, seed });
   const ctx = new RunContext(m);
   let agents: readonly Agent[];
   let final: (() => void) | undefined;

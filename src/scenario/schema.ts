@@ -12,8 +12,8 @@ const name = v.pipe(
   v.regex(/^[a-z0-9][a-z0-9-_]*$/i, 'must be a name of letters, digits, - and _'),
 );
 const kebab = v.pipe(v.string(), v.regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'must be kebab-case (a-z, 0-9, -)'));
-/** createMachine's RAM when a scenario names none (src/boot.ts); buffers must fit in it. */
-export const DEFAULT_RAM_BYTES = 1024 * 1024 * 1024;
+/** A scenario's RAM when its file names none (run.ts passes it to createMachine); buffers must fit in it. */
+export const DEFAULT_RAM_BYTES = 256 * 1024 * 1024;
 /** createMachine's largest RAM: no size, offset or length in a file can usefully exceed it. */
 const MAX_BYTES = 2 ** 42;
 const nat = v.pipe(
@@ -127,12 +127,25 @@ export const SCENARIO_FILE = v.strictObject({
   expect: v.optional(v.record(profile, verdict), {}),
   machine: v.optional(
     v.strictObject({
-      ramBytes: v.optional(positive),
+      // createMachine's rules (src/boot.ts), checked here so the error names the file's line.
+      ramBytes: v.optional(
+        v.pipe(
+          positive,
+          v.minValue(8 * 1024 * 1024, 'must be at least 8 MiB (8388608)'),
+          v.multipleOf(4096, 'must be a multiple of 4096 (whole pages)'),
+        ),
+      ),
       mmapStrategy: v.optional(v.picklist(['remap', 'fault', 'congruent', 'coherence-index', 'refuse'])),
       ciPolicy: v.optional(v.picklist(['kernel', 'user', 'zero'])),
       pagelessSg: v.optional(v.boolean()),
       kmallocBounce: v.optional(v.boolean()),
-      swiotlbBytes: v.optional(nat),
+      swiotlbBytes: v.optional(
+        v.pipe(
+          nat,
+          v.maxValue(2 ** 32, 'must be at most 4 GiB (4294967296)'),
+          v.multipleOf(2048, 'must be a multiple of 2048 (whole swiotlb slots)'),
+        ),
+      ),
       zoneDmaBits: v.optional(v.pipe(v.number(), v.integer(), v.minValue(24), v.maxValue(32))),
     }),
     {},
