@@ -166,6 +166,13 @@ agents:
     expect(r.stdout).toContain(`${file}: allocating buffer 'ring' failed`);
     expect(r.stderr).not.toContain('vmf_insert_pfn_prot');
     expect(r.stderr).toBe(`to replay what differs:\n  dmalab run ${file} --profile x86_64 --seed 0\n`);
+    // The verdict is the declared one but the bytes are not: no line may read as a pass.
+    expect(r.stdout).toContain('no-ram on x86_64 (seed 0): clean — bytes not as required\n');
+    const m = await dmalab(['matrix', file]);
+    expect(m.code).toBe(1);
+    expect(m.stdout).toContain('no-ram    clean ✗ bytes');
+    expect(m.stdout).not.toContain('✓');
+    expect(m.stdout).toContain('no-ram / x86_64: clean (bytes not as required) — ');
   });
 
   it('--json and --sarif: deterministic reports', async () => {

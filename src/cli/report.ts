@@ -66,7 +66,9 @@ function bad(color: boolean, s: string): string {
 }
 
 function mark(r: ScenarioResult, color: boolean): string {
-  return r.matches ? pc.createColors(color).green('as expected') : bad(color, `expected ${r.expected}`);
+  if (r.matches) return pc.createColors(color).green('as expected');
+  // The verdict can be the declared one while the final condition on bytes fails.
+  return bad(color, r.verdict === r.expected ? 'bytes not as required' : `expected ${r.expected}`);
 }
 
 /** `dmalab run`: per result, a head line, the findings, the final condition on bytes. */
@@ -126,19 +128,21 @@ function summary(results: readonly ScenarioResult[], color: boolean): string {
 export function renderMatrixReport(mx: MatrixResult, color: boolean): string {
   const table: Record<string, ProfilesResult> = {};
   const expected: Record<string, Record<string, Verdict>> = {};
+  const matches: Record<string, Record<string, boolean>> = {};
   for (const row of mx.rows) {
     table[row.scenario] = {
       rows: row.cells.map((c) => ({ profile: c.profile, verdict: c.verdict, findings: c.findings })),
       divergence: row.divergence,
     };
     expected[row.scenario] = Object.fromEntries(row.cells.map((c) => [c.profile, c.expected]));
+    matches[row.scenario] = Object.fromEntries(row.cells.map((c) => [c.profile, c.matches]));
   }
-  const out = [renderMatrix(table, { color, expected }).trimEnd(), ''];
+  const out = [renderMatrix(table, { color, expected, matches }).trimEnd(), ''];
   const results = matrixResults(mx);
   const notes = results.filter((r) => r.verdict === 'broken' || !r.matches);
   for (const r of notes) {
     const why = whyLine(r);
-    const tag = r.matches ? '' : ` ${bad(color, `(expected ${r.expected})`)}`;
+    const tag = r.matches ? '' : ` ${bad(color, `(${mark(r, false)})`)}`;
     out.push(`${r.scenario} / ${r.profile}: ${verdictText(r.verdict, color)}${tag} — ${why}`);
   }
   if (notes.length > 0) out.push('');

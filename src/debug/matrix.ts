@@ -53,6 +53,12 @@ export interface MatrixOptions {
    * when it does not.
    */
   expected?: Readonly<Record<string, Readonly<Record<string, Verdict>>>>;
+  /**
+   * Whether each run met its whole declaration, bytes included, per scenario
+   * and profile: a cell whose verdict is the expected one but whose bytes are
+   * not as required is marked as such, so the table never reads as a pass.
+   */
+  matches?: Readonly<Record<string, Readonly<Record<string, boolean>>>>;
 }
 
 /**
@@ -80,11 +86,12 @@ export function textTable(head: readonly string[], rows: readonly TableCell[][],
   return [line(head, true), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(r))];
 }
 
-function verdictCell(verdict: Verdict, expected: Verdict | undefined): TableCell {
+function verdictCell(verdict: Verdict, expected: Verdict | undefined, matches = true): TableCell {
   if (expected === undefined) return { verdict };
-  return verdict === expected
+  if (verdict !== expected) return { verdict, mark: ` ✗ expected ${expected}`, markColour: '1;31' };
+  return matches
     ? { verdict, mark: ' ✓', markColour: '32' }
-    : { verdict, mark: ` ✗ expected ${expected}`, markColour: '1;31' };
+    : { verdict, mark: ' ✗ bytes', markColour: '1;31' };
 }
 
 /** One run on several profiles: profile × verdict, the codes found, and the first divergence. */
@@ -129,6 +136,7 @@ export function renderMatrix(
       return verdictCell(
         row.verdict,
         opts.expected === undefined ? undefined : (opts.expected[name]?.[p] ?? 'clean'),
+        opts.matches?.[name]?.[p],
       );
     }),
     r.divergence === null ? '' : `step ${r.divergence.step} (${r.divergence.call})`,
