@@ -186,6 +186,20 @@ describe('bookkeeping fences', () => {
     expect(machineFindings(rig.m)).toEqual([]);
   });
 
+  it('a busy released object stays on the LRU: eviction waits for it and reclaims its memory', () => {
+    const rig = gpuRig('x86_64', { vramBytes: 8 * P });
+    const a = ttmBoInitValidate(rig.gpu, 8 * P, ttm_bo_type_device, VRAM);
+    if (typeof a === 'number') throw new Error(String(a));
+    ttmBoPut(a); // the clear of its VRAM is still in flight
+    expect([a.alive, rig.gpu.managerUsage(TTM_PL_VRAM)]).toEqual([true, 8]);
+    const b = ttmBoInitValidate(rig.gpu, 8 * P, ttm_bo_type_device, VRAM);
+    if (typeof b === 'number') throw new Error(String(b));
+    expect(b.memType).toBe(TTM_PL_VRAM);
+    expect(a.alive).toBe(false);
+    expect(rig.gpu.managerUsage(TTM_PL_VRAM)).toBe(8);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
   it('an object released with a bookkeeping fence pending is freed only once it signals', () => {
     const rig = gpuRig('x86_64');
     const a = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);

@@ -46,8 +46,8 @@ import {
   swapout,
   unmapVirtual,
 } from './internal/move.js';
-import { freeBo, queueDelayedDelete } from './internal/release.js';
-import { lruDel, lruTail, resourceAlloc, resourceCompatible, switchResource } from './internal/resource.js';
+import { freeBo, queueDelayedDelete, reclaimZombie } from './internal/release.js';
+import { lruTail, resourceAlloc, resourceCompatible, switchResource } from './internal/resource.js';
 import {
   type BoObjState,
   bdevState,
@@ -365,7 +365,7 @@ function release(m: Machine, bo: BoObjState): void {
   const handle = boHandle(m, bo.id);
   unmapVirtual(m, bo);
   drmVmaOffsetRemove(handle.bdev.vmaManager, handle.vmaNode);
-  lruDel(bdev, bo);
+  // A busy released object stays on its LRU: eviction may wait for it and reclaim it.
   if (!resvIdle(m, bo.resv)) {
     queueDelayedDelete(m, bdev, bo);
     return;
@@ -407,6 +407,7 @@ export function ttmBoEvictFirst(bdev: TtmDevice, memType: number, ctx: TtmOperat
       for (const id of list) {
         const v = boState(m).bos.get(id);
         if (v === undefined || v.pinCount > 0 || resvHeld(m, v.resv)) continue;
+        if (v.deleted) return reclaimZombie(m, b, v, ctx.noWaitGpu);
         resvLock(m, v.resv);
         const r = evict(m, v, ctx);
         resvUnlock(m, v.resv);

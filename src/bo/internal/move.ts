@@ -20,6 +20,7 @@ import { type CopySide, gpuCopy, gpuEvictFlags, gpuTtCaching, vramAddr } from '.
 import { backingPfns, boHandle, placementName } from '../handles.js';
 import { drmVmaNodeUnmap } from '../vma-manager.js';
 import { primeMoveNotify, primeSetBacking } from './prime-notify.js';
+import { reclaimZombie } from './release.js';
 import {
   evictionValuable,
   gartBind,
@@ -248,6 +249,13 @@ function evictAlloc(
       if (victim !== undefined) break;
     }
     if (victim === undefined) return -EBUSY;
+    if (victim.deleted) {
+      const r = reclaimZombie(m, bdev, victim, ctx.noWaitGpu);
+      if (r !== 0) return r;
+      const res = resourceAlloc(man, place, bo);
+      if (typeof res !== 'number') return res;
+      continue;
+    }
     resvLock(m, victim.resv);
     const r = evict(m, victim, ctx);
     resvUnlock(m, victim.resv);
@@ -321,6 +329,10 @@ export function swapout(
       if (done >= target) return done;
       const bo = boState(m).bos.get(id);
       if (bo === undefined || bo.id === skip || bo.pinCount > 0 || resvHeld(m, bo.resv)) continue;
+      if (bo.deleted) {
+        reclaimZombie(m, bdev, bo, ctx.noWaitGpu);
+        continue;
+      }
       const tt = bo.tt;
       if (tt === null || !tt.populated || (tt.pageFlags & TTM_TT_FLAG_EXTERNAL) !== 0) continue;
       resvLock(m, bo.resv);

@@ -11,17 +11,21 @@ import {
   dmaFenceAddCallback,
   dmaFencePut,
   dmaResvGetFences,
+  dmaResvTestSignaled,
+  dmaResvWaitTimeout,
+  MAX_SCHEDULE_TIMEOUT,
   registerDmaFenceFunc,
   resvHandle,
 } from '../../dmabuf/index.js';
-import type { Machine } from '../../machine/index.js';
-import { switchResource } from './resource.js';
+import { EBUSY, type Machine } from '../../machine/index.js';
+import { lruDel, switchResource } from './resource.js';
 import { type BdevState, type BoObjState, bdevState, boState } from './state.js';
 import { resvFini, resvIdle } from './sync.js';
 import { ttFreePages, ttTakePages } from './tt.js';
 
 /** Frees a released object's memory now. */
 export function freeBo(m: Machine, bdev: BdevState, bo: BoObjState): void {
+  lruDel(bdev, bo);
   switchResource(bdev, bo, null);
   if (bo.tt !== null) ttFreePages(m.devices[bdev.device]!, bdev, ttTakePages(bo.tt));
   bo.tt = null;
@@ -59,4 +63,25 @@ export function queueDelayedDelete(m: Machine, bdev: BdevState, bo: BoObjState):
     dmaFenceAddCallback(f, DELAYED_DELETE, bdev.id);
     dmaFencePut(f);
   }
+}
+
+/**
+ * A released object met on an LRU walk (`ttm_bo_evict_cb`/`ttm_bo_swapout_cb`
+ * on a deleted object): waits for every fence (-EBUSY instead with
+ * no_wait_gpu) and frees it. 0 when its memory is back.
+ */
+export function reclaimZombie(m: Machine, bdev: BdevState, bo: BoObjState, noWaitGpu: boolean): number {
+  const r = resvHandle(m, bo.resv);
+  if (
+    noWaitGpu
+      ? !dmaResvTestSignaled(r, DMA_RESV_USAGE_BOOKKEEP)
+      : dmaResvWaitTimeout(r, DMA_RESV_USAGE_BOOKKEEP, true, MAX_SCHEDULE_TIMEOUT) <= 0
+  )
+    return -EBUSY;
+  // The fences' signalling may already have run the delayed delete.
+  if (!boState(m).bos.has(bo.id)) return 0;
+  const i = bdev.zombies.indexOf(bo.id);
+  if (i >= 0) bdev.zombies.splice(i, 1);
+  freeBo(m, bdev, bo);
+  return 0;
 }
