@@ -133,7 +133,7 @@ describe.concurrent('dmalab run and matrix on files', () => {
       ['bad-yaml.yaml', /^dmalab: .*bad-yaml\.yaml:\d+:\d+: .*YAML/],
       ['unknown-field.yaml', /^dmalab: .*unknown-field\.yaml:\d+:\d+: colour: unknown field/],
       ['unknown-profile.yaml', /^dmalab: .*unknown-profile\.yaml:\d+:\d+: profiles\[1\]: .*"vax"/],
-      ['missing.yaml', /^dmalab: .*missing\.yaml: no such file\n$/],
+      ['missing.yaml', /^dmalab: .*missing\.yaml: no such file or built-in scenario \(see dmalab list\)\n$/],
     ];
     for (const [f, msg] of cases) {
       const r = await dmalab(['run', join(dir, f)]);
@@ -173,6 +173,7 @@ agents:
     expect(m.stdout).toContain('no-ram    clean ✗ bytes');
     expect(m.stdout).not.toContain('✓');
     expect(m.stdout).toContain('no-ram / x86_64: clean (bytes not as required) — ');
+    expect(m.stdout).toContain('1 scenario × 1 profile — ');
   });
 
   it('--json and --sarif: deterministic reports', async () => {

@@ -36,7 +36,8 @@ export function nodeIo(): Io {
     env: process.env,
     now: () => Date.now(),
     readText(path) {
-      if (!existsSync(path)) throw new DmalabError('no such file', { file: path });
+      if (!existsSync(path))
+        throw new DmalabError('no such file or built-in scenario (see dmalab list)', { file: path });
       if (statSync(path).isDirectory())
         throw new DmalabError('is a directory, not a scenario file', { file: path });
       try {

@@ -148,7 +148,7 @@ export function renderMatrixReport(mx: MatrixResult, color: boolean): string {
   if (notes.length > 0) out.push('');
   const n = mx.rows.length;
   out.push(
-    `${n} scenario${n === 1 ? '' : 's'} × ${mx.profiles.length} profiles — ${summary(results, color)}`,
+    `${n} scenario${n === 1 ? '' : 's'} × ${mx.profiles.length} profile${mx.profiles.length === 1 ? '' : 's'} — ${summary(results, color)}`,
   );
   return `${out.join('\n')}\n`;
 }
