@@ -228,4 +228,12 @@ agents:
     const bad = { ...s, machine: { ...s.machine, ramBytes: 1 } };
     expect(() => runScenario(bad, { profile: 'x86_64' })).toThrow(/^tiny\.yaml: ramBytes: /);
   });
+
+  it('refuses a wait that no agent signals, at the wait', () => {
+    expect(failure(GOOD.replace('    steps:\n', '    steps:\n      - wait: never\n'))).toMatchObject({
+      line: 15,
+      field: 'agents[0].steps[0].wait',
+      message: expect.stringContaining("waits for 'never', which no agent signals"),
+    });
+  });
 });

@@ -193,6 +193,9 @@ export function parseScenario(file: string, text: string): Scenario {
     }
   };
   const agentNames = new Set<string>();
+  // A wait on something no agent signals would block its agent for ever: refused at the wait.
+  const signals = new Set<string>();
+  const waits: { path: Key[]; name: string }[] = [];
   const agents: AgentSpec[] = f.agents.map((a, ai) => {
     if (agentNames.has(a.name)) at.fail(['agents', ai, 'name'], `an agent named '${a.name}' already exists`);
     agentNames.add(a.name);
@@ -234,6 +237,8 @@ export function parseScenario(file: string, text: string): Scenario {
       if ('buffer' in obj && span in obj) {
         within([...base, span], obj.buffer as string, sizes.get(obj.buffer as string), end, span);
       }
+      if (known === 'signal') signals.add(args as string);
+      if (known === 'wait') waits.push({ path: base, name: args as string });
       if (known === 'dmaMapSingle') mappings.set(obj.as as string, obj.size as number);
       if (known === 'mmap') maps.set(obj.as as string, sizes.get(obj.buffer as string) ?? 0);
       if ('mapping' in obj)
@@ -275,6 +280,9 @@ export function parseScenario(file: string, text: string): Scenario {
       const size = u.kind === 'map' ? maps.get(u.name) : (mappings.get(u.name) ?? sizes.get(u.name));
       within(u.span, u.name, size, u.end, 'length');
     }
+  }
+  for (const w of waits) {
+    if (!signals.has(w.name)) at.fail(w.path, `waits for '${w.name}', which no agent signals`);
   }
   const final: FinalCondition[] = f.final.map((c, i) => {
     if (!buffers.has(c.read) && !maps.has(c.read)) {
