@@ -91,7 +91,6 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
     .option('--json', 'machine-readable output (deterministic)')
     .option('--sarif <file>', 'also write the findings as SARIF 2.1.0 to this file')
     .option('--timeline', 'print the steps each agent took')
-    .option('--stacks', 'print the caller stack of each finding')
     .addHelpText(
       'after',
       examples(
@@ -111,7 +110,8 @@ export function buildProgram(io: Io, code: { value: number }, version: string): 
       if (opts.sarif !== undefined) io.writeText(opts.sarif, renderResultsSarif(results));
       const format = {
         color: wantsColour(io, 'stdout'),
-        stacks: opts.stacks === true,
+        // Finding stacks name frames of the caller's own code; a scenario run from the command line has none.
+        stacks: false,
         timeline: opts.timeline === true,
       };
       io.out(opts.json === true ? scenarioReportJson(results) : renderRuns(results, format));
