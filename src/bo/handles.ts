@@ -7,6 +7,7 @@
  */
 
 import { type Device, DmalabError, type Machine, PAGE_SIZE } from '../machine/index.js';
+import { uniqueHandle } from '../mm/index.js';
 import { MEM_TYPE_NAMES, TTM_MAX_BO_PRIORITY } from './consts.js';
 import { lruTail } from './internal/resource.js';
 import { type BoObjState, bdevState, boObj, boState } from './internal/state.js';
@@ -149,41 +150,15 @@ export function backingPfns(m: Machine, bo: BoObjState): number[] {
   return bo.tt === null ? new Array<number>(bo.pages).fill(-1) : bo.tt.pfns.slice();
 }
 
-interface Caches {
-  bdevs: Map<number, TtmDevice>;
-  bos: Map<number, TtmBufferObject>;
-  nodes: Map<number, DrmVmaOffsetNode>;
-  mgrs: Map<number, DrmVmaOffsetManager>;
-}
-const caches = new WeakMap<Machine, Caches>();
-
-function cacheOf(m: Machine): Caches {
-  let c = caches.get(m);
-  if (c === undefined) {
-    c = { bdevs: new Map(), bos: new Map(), nodes: new Map(), mgrs: new Map() };
-    caches.set(m, c);
-  }
-  return c;
-}
-
-function cached<T>(map: Map<number, T>, id: number, make: () => T): T {
-  let h = map.get(id);
-  if (h === undefined) {
-    h = make();
-    map.set(id, h);
-  }
-  return h;
-}
-
 export function bdevHandle(m: Machine, id: number): TtmDevice {
-  return cached(cacheOf(m).bdevs, id, () => new TtmDevice(m, id));
+  return uniqueHandle(m, 'ttm_device', id, () => new TtmDevice(m, id));
 }
 export function boHandle(m: Machine, id: number): TtmBufferObject {
-  return cached(cacheOf(m).bos, id, () => new TtmBufferObject(m, id));
+  return uniqueHandle(m, 'ttm_buffer_object', id, () => new TtmBufferObject(m, id));
 }
 export function nodeHandle(m: Machine, bo: number): DrmVmaOffsetNode {
-  return cached(cacheOf(m).nodes, bo, () => new DrmVmaOffsetNode(m, bo));
+  return uniqueHandle(m, 'drm_vma_offset_node', bo, () => new DrmVmaOffsetNode(m, bo));
 }
 export function vmaManagerHandle(m: Machine, bdev: number): DrmVmaOffsetManager {
-  return cached(cacheOf(m).mgrs, bdev, () => new DrmVmaOffsetManager(m, bdev));
+  return uniqueHandle(m, 'drm_vma_offset_manager', bdev, () => new DrmVmaOffsetManager(m, bdev));
 }
