@@ -240,7 +240,7 @@ function emitMap(
   if (addr === DMA_MAPPING_ERROR) dmaState(m).stats.mapErrors++;
   else dmaState(m).stats.maps++;
   if (m.bus.wants['dma-map']) {
-    m.bus.emitStamped('dma-map', {
+    m.bus.emitTo(m.bus.listeners['dma-map'], {
       type: 'dma-map',
       device: dev.name,
       call,
@@ -298,7 +298,7 @@ function unmapPhys(
   if (addr !== DMA_MAPPING_ERROR) getDmaOps(dev).unmapPhys(dev, addr, size, dir, attrs);
   dmaState(m).stats.unmaps++;
   if (m.bus.wants['dma-unmap']) {
-    m.bus.emitStamped('dma-unmap', {
+    m.bus.emitTo(m.bus.listeners['dma-unmap'], {
       type: 'dma-unmap',
       device: dev.name,
       call,
@@ -533,7 +533,7 @@ export function dmaUnmapResource(
 export function dmaMappingError(dev: Device, dmaAddr: DmaAddr | number): number {
   const m = dev.machine;
   if (m.bus.wants['dma-mapping-error']) {
-    m.bus.emitStamped('dma-mapping-error', {
+    m.bus.emitTo(m.bus.listeners['dma-mapping-error'], {
       type: 'dma-mapping-error',
       device: dev.name,
       dmaAddr,
@@ -571,7 +571,7 @@ function sync(
     }
     dmaState(m).stats.syncs++;
     if (m.bus.wants['dma-sync']) {
-      m.bus.emitStamped('dma-sync', {
+      m.bus.emitTo(m.bus.listeners['dma-sync'], {
         type: 'dma-sync',
         device: dev.name,
         call,

@@ -190,7 +190,7 @@ function writeBack(
   c.dirty[i] = 0;
   c.stats.writebacks++;
   if (m.bus.wants['cache-writeback']) {
-    m.bus.emitStamped('cache-writeback', {
+    m.bus.emitTo(m.bus.listeners['cache-writeback'], {
       type: 'cache-writeback',
       pa,
       colour: c.colour[i]!,
@@ -546,7 +546,7 @@ function emitInvalidate(
   dirty: number,
 ): void {
   if (lines > 0 && m.bus.wants['cache-invalidate']) {
-    m.bus.emitStamped('cache-invalidate', {
+    m.bus.emitTo(m.bus.listeners['cache-invalidate'], {
       type: 'cache-invalidate',
       pa,
       len,

@@ -42,7 +42,7 @@ export function cpuRead(
     if (m.profile.uncachedSnoops) cacheSnoopRead(m, pa, len, ALL_COLOURS, out, outOff);
   }
   if (m.bus.wants['cpu-access']) {
-    m.bus.emitStamped('cpu-access', {
+    m.bus.emitTo(m.bus.listeners['cpu-access'], {
       type: 'cpu-access',
       write: false,
       pa,
@@ -76,7 +76,7 @@ export function cpuWrite(
     if (m.profile.uncachedSnoops) cacheSnoopWrite(m, pa, len, ALL_COLOURS, src, srcOff);
   }
   if (m.bus.wants['cpu-access']) {
-    m.bus.emitStamped('cpu-access', {
+    m.bus.emitTo(m.bus.listeners['cpu-access'], {
       type: 'cpu-access',
       write: true,
       pa,

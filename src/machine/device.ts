@@ -325,7 +325,7 @@ function accessPiece(
     if (colour !== -2) cacheSnoopRead(m, pa, n, colour, buf, off);
   }
   if (m.bus.wants['device-access']) {
-    m.bus.emitStamped('device-access', {
+    m.bus.emitTo(m.bus.listeners['device-access'], {
       type: 'device-access',
       device: dev.name,
       write,

@@ -57,6 +57,7 @@
  * | bo-init / bo-move / bo-destroy | bo | a buffer object created (with its fake offset), its backing changed, its memory released |
  */
 
+import { DmalabError } from './errors.js';
 import type { MemAttr } from './types.js';
 
 interface EventBase {
@@ -926,33 +927,51 @@ type Listener = (ev: MachineEvent) => void;
 /** Which event types somebody listens to; emission sites test this first. */
 export type Wants = { [T in EventType]: boolean };
 
+/** Per event type, its listeners. */
+export type Listeners = { readonly [T in EventType]: readonly ((ev: EventOf<T>) => void)[] };
+
+const NO_LISTENERS: readonly Listener[] = [];
+
 /**
- * The synchronous bus. Listeners run in subscription order during `emit`;
- * a listener that throws propagates to the emitter (a checker with
- * panicOnWarn relies on that). Listener lists are replaced, never mutated,
- * when somebody subscribes or unsubscribes, so `emit` walks them without
- * copying and a change made during an emission takes effect at the next one.
+ * An object with one property per event type. Built by `Object.fromEntries`
+ * so that V8 keeps it in fast mode: adding ~90 properties one by one with
+ * computed keys turns an object into a hash table, and every `wants[type]`
+ * test at every emission site would then be a dictionary lookup.
+ */
+function perType<V>(value: V): { [T in EventType]: V } {
+  return Object.fromEntries(EVENT_TYPES.map((t) => [t, value])) as { [T in EventType]: V };
+}
+
+/**
+ * The synchronous bus. Listeners run in subscription order during `emit`
+ * (those of the event's type, then those of every type); a listener that
+ * throws propagates to the emitter (a checker with panicOnWarn relies on
+ * that). Listener lists are replaced, never mutated, when somebody
+ * subscribes or unsubscribes, so `emit` walks them without copying and a
+ * change made during an emission takes effect at the next one.
  */
 export class EventBus {
-  private readonly byType = new Map<string, readonly Listener[]>();
-  private anyType: readonly Listener[] = [];
-  readonly wants: Wants;
+  /** Per type, its listeners (replaced by `on`, never mutated); hot sites pass `listeners[type]` to `emitTo`. */
+  private readonly lists: { [T in EventType]: readonly Listener[] } = perType(NO_LISTENERS);
+  /** The same object as `lists`, typed per event type and read-only for the emission sites. */
+  readonly listeners: Listeners = this.lists as unknown as Listeners;
+  private anyType: readonly Listener[] = NO_LISTENERS;
+  readonly wants: Wants = perType(false);
 
-  constructor(private readonly clock: { step: number; time: number }) {
-    const wants = {} as Wants;
-    for (const t of EVENT_TYPES) wants[t] = false;
-    this.wants = wants;
-  }
+  constructor(private readonly clock: { step: number; time: number }) {}
 
   /** Subscribes to one event type, or to all with `'*'`; returns the unsubscribe function. */
   on<T extends EventType>(type: T | '*', fn: (ev: EventOf<T>) => void): () => void {
     const listener = fn as Listener;
+    if (type !== '*' && !Object.hasOwn(this.lists, type)) {
+      throw new DmalabError(`EventBus.on: unknown event type '${String(type)}' (see EVENT_TYPES)`);
+    }
     if (type === '*') this.anyType = [...this.anyType, listener];
-    else this.byType.set(type, [...(this.byType.get(type) ?? []), listener]);
+    else this.lists[type] = [...this.lists[type], listener];
     this.recompute();
     return () => {
       if (type === '*') this.anyType = without(this.anyType, listener);
-      else this.byType.set(type, without(this.byType.get(type) ?? [], listener));
+      else this.lists[type] = without(this.lists[type], listener);
       this.recompute();
     };
   }
@@ -962,28 +981,28 @@ export class EventBus {
     const ev = init as unknown as MachineEvent;
     ev.step = this.clock.step;
     ev.time = this.clock.time;
-    const list = this.byType.get(ev.type);
-    if (list !== undefined) for (let i = 0; i < list.length; i++) list[i]!(ev);
+    const list = this.lists[ev.type];
+    for (let i = 0; i < list.length; i++) list[i]!(ev);
     const any = this.anyType;
     for (let i = 0; i < any.length; i++) any[i]!(ev);
   }
 
   /**
-   * `emit` for hot sites whose literal already holds the clock's step and
-   * time (last, as `emit` would append them): the event keeps the shape it
-   * was built with, and dispatch uses the given type without re-reading or
-   * re-stamping the event (each a megamorphic access in `emit`).
+   * `emit` for hot sites: `list` is `listeners[type]` read at the site (a
+   * property load with a literal key, where a lookup by a type passed in
+   * would be a megamorphic keyed load on every emission), and the literal
+   * already holds the clock's step and time (last, as `emit` would append
+   * them), so the event keeps the shape it was built with.
    */
-  emitStamped<T extends EventType>(type: T, ev: EventOf<T>): void {
-    const list = this.byType.get(type);
-    if (list !== undefined) for (let i = 0; i < list.length; i++) list[i]!(ev as MachineEvent);
+  emitTo<T extends EventType>(list: readonly ((ev: EventOf<T>) => void)[], ev: EventOf<T>): void {
+    for (let i = 0; i < list.length; i++) list[i]!(ev);
     const any = this.anyType;
     for (let i = 0; i < any.length; i++) any[i]!(ev as MachineEvent);
   }
 
   private recompute(): void {
     const all = this.anyType.length > 0;
-    for (const t of EVENT_TYPES) this.wants[t] = all || (this.byType.get(t)?.length ?? 0) > 0;
+    for (const t of EVENT_TYPES) this.wants[t] = all || this.lists[t].length > 0;
   }
 }
 
