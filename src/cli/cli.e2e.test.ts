@@ -103,6 +103,27 @@ describe.concurrent('dmalab run and matrix on files', () => {
   const unknownProfile = parseDocument(text);
   unknownProfile.set('profiles', ['x86_64', 'vax']);
   writeFileSync(join(dir, 'unknown-profile.yaml'), unknownProfile.toString());
+  // The scatter-gather and dma-buf vocabulary: a step on the wrong kind of buffer, and bad sync flags.
+  const sgOnKmalloc = `name: sg-on-kmalloc
+intent: dma_map_sgtable of a buffer that has no sg_table
+devices: [{ name: nic }]
+buffers: [{ name: k, kind: kmalloc, size: 4096 }, { name: f, kind: heap, size: 4096 }]
+agents:
+  - name: drv
+    kind: kernel
+    steps:
+      - dmaMapSgtable: { device: nic, buffer: k, dir: DMA_FROM_DEVICE, as: m }
+`;
+  writeFileSync(join(dir, 'sg-on-kmalloc.yaml'), sgOnKmalloc);
+  writeFileSync(
+    join(dir, 'bad-sync-flags.yaml'),
+    sgOnKmalloc
+      .replace('kind: kernel', 'kind: process')
+      .replace(
+        'dmaMapSgtable: { device: nic, buffer: k, dir: DMA_FROM_DEVICE, as: m }',
+        'dmaBufIoctlSync: { buffer: f, flags: [START, END] }',
+      ),
+  );
 
   it('a good file: findings as declared, exit 0, nothing on stderr', async () => {
     const r = await dmalab(['run', withFindings.file, '--profile', withFindings.profile, '-p', 'x86_64']);
@@ -134,6 +155,14 @@ describe.concurrent('dmalab run and matrix on files', () => {
       ['unknown-field.yaml', /^dmalab: .*unknown-field\.yaml:\d+:\d+: colour: unknown field/],
       ['unknown-profile.yaml', /^dmalab: .*unknown-profile\.yaml:\d+:\d+: profiles\[1\]: .*"vax"/],
       ['missing.yaml', /^dmalab: .*missing\.yaml: no such file or built-in scenario \(see dmalab list\)\n$/],
+      [
+        'sg-on-kmalloc.yaml',
+        /^dmalab: .*sg-on-kmalloc\.yaml:9:47: agents\[0\]\.steps\[0\]\.dmaMapSgtable\.buffer: 'k' is a kmalloc buffer: only a pages buffer has an sg_table; map a kmalloc buffer with dmaMapSingle\n$/,
+      ],
+      [
+        'bad-sync-flags.yaml',
+        /^dmalab: .*bad-sync-flags\.yaml:9:46: agents\[0\]\.steps\[0\]\.dmaBufIoctlSync\.flags: must be START or END and a direction/,
+      ],
     ];
     for (const [f, msg] of cases) {
       const r = await dmalab(['run', join(dir, f)]);

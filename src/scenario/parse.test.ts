@@ -237,3 +237,373 @@ agents:
     });
   });
 });
+
+/** A file with every new buffer kind and step: a pages buffer mapped for a NIC, a heap buffer shared with a display. */
+const SG = `name: sg-and-dmabuf
+intent: a scatter-gather receive and a dma-buf frame in one file
+profiles: [x86_64]
+devices:
+  - name: nic
+  - name: disp
+buffers:
+  - { name: rx, kind: pages, pages: 4, fill: 0 }
+  - { name: frame, kind: heap, size: 8192 }
+  - { name: k, kind: kmalloc, size: 4096 }
+agents:
+  - name: driver
+    kind: kernel
+    steps:
+      - dmaMapSgtable: { device: nic, buffer: rx, dir: DMA_FROM_DEVICE, as: rxmap }
+      - dmaBufAttach: { buffer: frame, device: disp, as: crtc }
+      - dmaBufMapAttachment: { attachment: crtc, dir: DMA_TO_DEVICE, as: scanout }
+      - signal: mapped
+      - wait: done
+      - dmaSyncSgtableForCpu: { mapping: rxmap }
+      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_FROM_DEVICE }
+      - dmaBufEndCpuAccess: { buffer: frame, dir: DMA_FROM_DEVICE }
+      - dmaUnmapSgtable: { mapping: rxmap }
+      - dmaBufUnmapAttachment: { mapping: scanout }
+      - dmaBufDetach: { attachment: crtc }
+  - name: app
+    kind: process
+    steps:
+      - mmap: { buffer: frame, as: fb }
+      - dmaBufIoctlSync: { buffer: frame, flags: [START, WRITE] }
+      - userWrite: { map: fb, length: 8192, fill: 1 }
+      - dmaBufIoctlSync: { buffer: frame, flags: [END, WRITE] }
+  - name: eng
+    kind: device
+    device: nic
+    steps:
+      - wait: mapped
+      - deviceDmaWrite: { at: rxmap, offset: 4000, length: 200, fill: 2 }
+      - deviceDmaRead: { at: scanout, length: 8192 }
+      - signal: done
+final:
+  - { read: rx, offset: 4000, length: 200, equals: 2 }
+`;
+
+/** SG with `from` replaced by `to` (it must be there). */
+function sg(from: string, to: string, text = SG): string {
+  if (!text.includes(from)) throw new Error(`not in the file: ${from}`);
+  return text.replace(from, to);
+}
+
+/** `bad.yaml:LINE:COLUMN` of `token`, found right after `before` on the first line holding both. */
+function at(text: string, before: string, token: string): string {
+  const lines = text.split('\n');
+  const i = lines.findIndex((l) => l.includes(before + token));
+  if (i < 0) throw new Error(`not in the file: ${before}${token}`);
+  return `bad.yaml:${i + 1}:${lines[i]!.indexOf(before + token) + before.length + 1}`;
+}
+
+/** The message a variant of SG fails with, and where it points, checked against the text itself. */
+function refused(text: string, before: string, token: string, field: string, message: string): void {
+  expect(failure(text).message).toBe(`${at(text, before, token)}: ${field}: ${message}`);
+}
+
+describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', () => {
+  it('reads the new buffer kinds and steps', () => {
+    const s = parseScenario('sg.yaml', SG);
+    if (s.body.kind !== 'declarative') throw new Error('declarative');
+    expect(s.body.buffers).toEqual([
+      { name: 'rx', kind: 'pages', pages: 4, fill: 0 },
+      { name: 'frame', kind: 'heap', heap: 'system', size: 8192 },
+      { name: 'k', kind: 'kmalloc', size: 4096 },
+    ]);
+    expect(s.body.agents[1]!.steps[1]).toEqual({
+      op: 'dmaBufIoctlSync',
+      args: { buffer: 'frame', flags: ['START', 'WRITE'] },
+      line: 30,
+    });
+    expect(s.body.agents[0]!.steps.map((x) => x.op)).toEqual([
+      'dmaMapSgtable',
+      'dmaBufAttach',
+      'dmaBufMapAttachment',
+      'signal',
+      'wait',
+      'dmaSyncSgtableForCpu',
+      'dmaBufBeginCpuAccess',
+      'dmaBufEndCpuAccess',
+      'dmaUnmapSgtable',
+      'dmaBufUnmapAttachment',
+      'dmaBufDetach',
+    ]);
+  });
+
+  it('refuses a pages buffer of no pages, of more pages than RAM, or a contiguous block past MAX_PAGE_ORDER', () => {
+    const zero = sg('pages: 4,', 'pages: 0,');
+    expect(failure(zero)).toEqual({
+      line: 8,
+      column: 37,
+      field: 'buffers[0].pages',
+      message: 'bad.yaml:8:37: buffers[0].pages: must be at least 1',
+    });
+    refused(sg('pages: 4,', 'pages: 2.5,'), 'pages: ', '2.5', 'buffers[0].pages', 'must be an integer');
+    refused(
+      sg('pages: 4,', 'pages: 65537,'),
+      'pages: ',
+      '65537',
+      'buffers[0].pages',
+      `65537 pages (268439552 bytes) is more than the machine's ${2 ** 28} bytes of RAM`,
+    );
+    refused(
+      sg('pages: 4,', 'pages: 1025, contiguous: true,'),
+      'pages: ',
+      '1025',
+      'buffers[0].pages',
+      'a contiguous block is at most 1024 pages (order 10, MAX_PAGE_ORDER)',
+    );
+    expect(parseScenario('ok.yaml', sg('pages: 4,', 'pages: 1024, contiguous: true,')).name).toBe(
+      'sg-and-dmabuf',
+    );
+  });
+
+  it('names a field that belongs to another kind of buffer, with what to write instead', () => {
+    refused(
+      sg('pages: 4,', 'pages: 4, size: 16384,'),
+      'pages: 4, ',
+      'size',
+      'buffers[0].size',
+      'unknown field: a pages buffer is pages × 4096 bytes (pages: N)',
+    );
+    refused(
+      sg('kind: heap,', 'kind: heap, device: disp,'),
+      'heap, ',
+      'device',
+      'buffers[1].device',
+      'unknown field: a dma-buf belongs to no device; importers attach it with dmaBufAttach',
+    );
+    refused(
+      sg('kind: kmalloc,', 'kind: kmalloc, contiguous: true,'),
+      'kmalloc, ',
+      'contiguous',
+      'buffers[2].contiguous',
+      'unknown field: only a pages buffer may be contiguous (kind: pages)',
+    );
+    refused(
+      sg('kind: pages,', 'kind: slab,'),
+      'kind: ',
+      'slab',
+      'buffers[0].kind',
+      'must be one of "coherent" | "coherent-for-mmap" | "kmalloc" | "pages" | "heap", got "slab"',
+    );
+  });
+
+  it('refuses heap sizes out of range, an unknown heap, and the reserved heap where a profile has no CMA area', () => {
+    refused(sg('size: 8192 }', 'size: 0 }'), 'size: ', '0 }', 'buffers[1].size', 'must be at least 1');
+    refused(
+      sg('size: 8192 }', 'size: 300000000 }'),
+      'size: ',
+      '300000000',
+      'buffers[1].size',
+      `300000000 bytes is more than the machine's ${2 ** 28} bytes of RAM`,
+    );
+    refused(
+      sg('kind: heap,', 'kind: heap, heap: carveout,'),
+      'heap: ',
+      'carveout',
+      'buffers[1].heap',
+      'must be one of "system" | "reserved", got "carveout"',
+    );
+    const reserved = sg('kind: heap,', 'kind: heap, heap: reserved,');
+    expect(failure(reserved)).toMatchObject({ line: 9, field: 'buffers[1].heap' });
+    refused(
+      reserved,
+      'heap: ',
+      'reserved',
+      'buffers[1].heap',
+      "the reserved heap is the machine's CMA area, and x86_64 reserves none by default: set machine.cmaBytes (a multiple of 4 MiB)",
+    );
+    // arm64 reserves RAM/16 by default (16 MiB of a scenario's 256 MiB); machine.cmaBytes sets it anywhere.
+    const arm = sg('profiles: [x86_64]', 'profiles: [arm64-noncoherent]', reserved);
+    expect(parseScenario('ok.yaml', arm).name).toBe('sg-and-dmabuf');
+    refused(
+      sg('size: 8192 }', 'size: 16781312 }', arm),
+      'size: ',
+      '16781312',
+      'buffers[1].size',
+      "the reserved heap's buffers take 16781312 bytes up to here, more than the CMA area's 16777216",
+    );
+    const x86 = sg('devices:', 'machine: { cmaBytes: 4194304 }\ndevices:', reserved);
+    expect(parseScenario('ok.yaml', x86).machine).toEqual({ cmaBytes: 4194304 });
+    refused(
+      sg('cmaBytes: 4194304', 'cmaBytes: 1000', x86),
+      'cmaBytes: ',
+      '1000',
+      'machine.cmaBytes',
+      'must be a multiple of 4 MiB (4194304)',
+    );
+  });
+
+  it('refuses a step on a buffer of the wrong kind, saying which step fits', () => {
+    const kmallocSg = sg('buffer: rx, dir: DMA_FROM_DEVICE', 'buffer: k, dir: DMA_FROM_DEVICE');
+    expect(failure(kmallocSg)).toEqual({
+      line: 15,
+      column: 47,
+      field: 'agents[0].steps[0].dmaMapSgtable.buffer',
+      message:
+        "bad.yaml:15:47: agents[0].steps[0].dmaMapSgtable.buffer: 'k' is a kmalloc buffer: only a pages buffer has an sg_table; map a kmalloc buffer with dmaMapSingle",
+    });
+    refused(
+      sg(
+        '      - signal: mapped\n',
+        '      - dmaMapSingle: { device: nic, buffer: rx, size: 64, dir: DMA_TO_DEVICE, as: s }\n      - signal: mapped\n',
+      ),
+      'buffer: ',
+      'rx, size',
+      'agents[0].steps[3].dmaMapSingle.buffer',
+      "'rx' is a pages buffer: a pages buffer is mapped with dmaMapSgtable, a heap buffer through dmaBufAttach",
+    );
+    refused(
+      sg('buffer: frame, device: disp', 'buffer: rx, device: disp'),
+      'buffer: ',
+      'rx, device',
+      'agents[0].steps[1].dmaBufAttach.buffer',
+      "'rx' is a pages buffer: only a heap buffer is a dma-buf",
+    );
+    refused(
+      sg('mmap: { buffer: frame', 'mmap: { buffer: rx'),
+      'mmap: { buffer: ',
+      'rx',
+      'agents[1].steps[0].mmap.buffer',
+      "'rx' is a pages buffer: only a coherent buffer (/dev/<name>) or a heap buffer (its dma-buf fd) has a file to mmap",
+    );
+    refused(
+      sg('{ buffer: frame, flags: [START', '{ buffer: k, flags: [START'),
+      'buffer: ',
+      'k, flags',
+      'agents[1].steps[1].dmaBufIoctlSync.buffer',
+      "'k' is a kmalloc buffer: only a heap buffer has a dma-buf fd",
+    );
+  });
+
+  it('refuses an unknown attachment, and a mapping named by a step of another kind of mapping', () => {
+    refused(
+      sg('attachment: crtc, dir', 'attachment: crtx, dir'),
+      'attachment: ',
+      'crtx',
+      'agents[0].steps[2].dmaBufMapAttachment.attachment',
+      "no attachment named 'crtx' (dmaBufAttach … as)",
+    );
+    refused(
+      sg('dmaBufDetach: { attachment: crtc }', 'dmaBufDetach: { attachment: rxmap }'),
+      'attachment: ',
+      'rxmap',
+      'agents[0].steps[10].dmaBufDetach.attachment',
+      "no attachment named 'rxmap' (dmaBufAttach … as)",
+    );
+    refused(
+      sg('dmaSyncSgtableForCpu: { mapping: rxmap }', 'dmaSyncSingleForCpu: { mapping: rxmap }'),
+      'mapping: ',
+      'rxmap',
+      'agents[0].steps[5].dmaSyncSingleForCpu.mapping',
+      "'rxmap' is a dmaMapSgtable mapping, which dmaUnmapSgtable and dmaSyncSgtableFor{Cpu,Device} take, not dmaSyncSingleForCpu",
+    );
+    refused(
+      sg('dmaUnmapSgtable: { mapping: rxmap }', 'dmaUnmapSgtable: { mapping: scanout }'),
+      'mapping: ',
+      'scanout',
+      'agents[0].steps[8].dmaUnmapSgtable.mapping',
+      "'scanout' is a dmaBufMapAttachment mapping, which dmaBufUnmapAttachment takes, not dmaUnmapSgtable",
+    );
+    refused(
+      sg('dmaBufUnmapAttachment: { mapping: scanout }', 'dmaBufUnmapAttachment: { mapping: nothing }'),
+      'mapping: ',
+      'nothing',
+      'agents[0].steps[9].dmaBufUnmapAttachment.mapping',
+      "no DMA mapping named 'nothing'",
+    );
+    refused(
+      sg('dir: DMA_TO_DEVICE, as: scanout', 'dir: DMA_TO_DEVICE, as: rxmap'),
+      'DMA_TO_DEVICE, as: ',
+      'rxmap',
+      'agents[0].steps[2].dmaBufMapAttachment.as',
+      "'rxmap' already names a dmaMapSgtable mapping",
+    );
+  });
+
+  it('refuses a flags list that is not a DMA_BUF_SYNC_* combination', () => {
+    const rule =
+      'must be START or END and a direction (READ, WRITE or RW), each once: [START, READ], [END, WRITE], [START, RW]';
+    const field = 'agents[1].steps[1].dmaBufIoctlSync.flags';
+    const flags = (f: string) => sg('flags: [START, WRITE]', `flags: ${f}`);
+    for (const bad of ['[START, END, READ]', '[READ]', '[START]', '[START, READ, READ]', '[]']) {
+      refused(flags(bad), 'flags: ', bad, field, rule);
+    }
+    refused(
+      flags('[START, SYNC]'),
+      'START, ',
+      'SYNC',
+      `${field}[1]`,
+      'must be one of "START" | "END" | "READ" | "WRITE" | "RW", got "SYNC"',
+    );
+    expect(failure(flags('START')).message).toMatch(
+      /^bad\.yaml:30:\d+: agents\[1\]\.steps\[1\]\.dmaBufIoctlSync\.flags: .*Expected Array/,
+    );
+    for (const ok of ['[START, READ]', '[END, RW]', '[START, READ, WRITE]', '[WRITE, END]']) {
+      expect(parseScenario('ok.yaml', flags(ok)).name, ok).toBe('sg-and-dmabuf');
+    }
+  });
+
+  it('bounds a device transfer by the buffer behind an sg_table or dma-buf mapping, and names buffers with no bus address', () => {
+    refused(
+      sg('offset: 4000, length: 200', 'offset: 16000, length: 400'),
+      'length: ',
+      '400',
+      'agents[2].steps[1].deviceDmaWrite.length',
+      "offset + length is 16400, past the end of 'rxmap' (16384 bytes)",
+    );
+    refused(
+      sg('at: scanout, length: 8192', 'at: scanout, length: 8193'),
+      'length: ',
+      '8193',
+      'agents[2].steps[2].deviceDmaRead.length',
+      "offset + length is 8193, past the end of 'scanout' (8192 bytes)",
+    );
+    refused(
+      sg('at: rxmap,', 'at: rx,'),
+      'at: ',
+      'rx,',
+      'agents[2].steps[1].deviceDmaWrite.at',
+      "no DMA mapping or coherent buffer named 'rx' (a pages buffer has no bus address until dmaMapSgtable maps it)",
+    );
+    refused(
+      sg('at: scanout,', 'at: frame,'),
+      'at: ',
+      'frame',
+      'agents[2].steps[2].deviceDmaRead.at',
+      "no DMA mapping or coherent buffer named 'frame' (a heap buffer is reached through an attachment mapped with dmaBufMapAttachment)",
+    );
+    refused(
+      sg('offset: 4000, length: 200, equals', 'offset: 16000, length: 400, equals'),
+      'length: ',
+      '400, equals',
+      'final[0].length',
+      "offset + length is 16400, past the end of 'rx' (16384 bytes)",
+    );
+  });
+
+  it('lets only the kernel take dma-buf driver steps and only a process the sync ioctl', () => {
+    refused(
+      sg(
+        '      - mmap: { buffer: frame, as: fb }\n',
+        '      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_TO_DEVICE }\n',
+      ),
+      '- ',
+      'dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_TO',
+      'agents[1].steps[0].dmaBufBeginCpuAccess',
+      "a process agent cannot take a 'dmaBufBeginCpuAccess' step (kernel only)",
+    );
+    expect(
+      failure(
+        sg(
+          '      - signal: mapped\n',
+          '      - dmaBufIoctlSync: { buffer: frame, flags: [START, READ] }\n      - signal: mapped\n',
+        ),
+      ).message,
+    ).toContain(
+      "agents[0].steps[3].dmaBufIoctlSync: a kernel agent cannot take a 'dmaBufIoctlSync' step (process only)",
+    );
+  });
+});

@@ -6,8 +6,20 @@
 
 import * as v from 'valibot';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
-import { DmalabError, PROFILE_NAMES } from '../machine/index.js';
-import { DEFAULT_RAM_BYTES, SCENARIO_FILE, STEP_AGENTS, STEP_ARGS, STEP_OPS, type StepOp } from './schema.js';
+import { resolveOptions } from '../boot.js';
+import { DmalabError, MAX_PAGE_ORDER, PAGE_SIZE, PROFILE_NAMES } from '../machine/index.js';
+import {
+  type BufferKind,
+  DEFAULT_RAM_BYTES,
+  MAX_CONTIGUOUS_PAGES,
+  SCENARIO_FILE,
+  type ScenarioFile,
+  STEP_AGENTS,
+  STEP_ARGS,
+  STEP_BUFFER_KINDS,
+  STEP_OPS,
+  type StepOp,
+} from './schema.js';
 import type { AgentSpec, FinalCondition, Scenario, StepSpec } from './types.js';
 
 type Key = string | number;
@@ -82,8 +94,9 @@ function issueMessage(issue: v.BaseIssue<unknown>): string {
   if (issue.kind === 'schema' && issue.type === 'strict_object' && issue.expected === 'never') {
     return 'unknown field';
   }
-  if (issue.type === 'picklist' || issue.type === 'union') {
-    return `must be one of ${issue.expected ?? '?'}, got ${issue.received}`;
+  if (issue.type === 'picklist' || issue.type === 'union' || issue.type === 'variant') {
+    // valibot wraps (and, for a variant, nests) the alternatives in parentheses: one flat list reads better.
+    return `must be one of ${(issue.expected ?? '?').replace(/[()]/g, '')}, got ${issue.received}`;
   }
   return issue.message;
 }
@@ -111,6 +124,7 @@ function validate<T>(
   base: readonly Key[],
   schema: v.GenericSchema<unknown, T>,
   value: unknown,
+  hint: (path: readonly Key[]) => string | undefined = () => undefined,
 ): T {
   const r = v.safeParse(schema, value);
   if (r.success) return r.output;
@@ -119,7 +133,122 @@ function validate<T>(
   // An unknown field is reported at the key; a bad value at the value.
   const unknownField =
     issue.kind === 'schema' && issue.type === 'strict_object' && issue.expected === 'never';
-  at.fail(path, issueMessage(issue), unknownField);
+  const why = unknownField ? hint(path) : undefined;
+  at.fail(path, why === undefined ? issueMessage(issue) : `unknown field: ${why}`, unknownField);
+}
+
+/** Why a buffer of one kind has no such field, where a field of another kind was likely meant. */
+const BUFFER_FIELD_HINTS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  pages: {
+    size: 'a pages buffer is pages × 4096 bytes (pages: N)',
+    device: 'a pages buffer belongs to no device; dmaMapSgtable maps it for one',
+    heap: 'only a heap buffer comes from a dma-heap',
+  },
+  heap: {
+    device: 'a dma-buf belongs to no device; importers attach it with dmaBufAttach',
+    pages: 'a heap buffer has a size in bytes',
+    contiguous: "the 'reserved' heap's buffers are the contiguous ones (heap: reserved)",
+  },
+  other: {
+    pages: 'only a pages buffer has pages (kind: pages)',
+    contiguous: 'only a pages buffer may be contiguous (kind: pages)',
+    heap: 'only a heap buffer comes from a dma-heap (kind: heap)',
+  },
+};
+
+/** The hint for an unknown field of a buffer (`buffers[i].field`) in the raw file, if there is one. */
+function bufferFieldHint(raw: unknown): (path: readonly Key[]) => string | undefined {
+  return (path) => {
+    if (path.length !== 3 || path[0] !== 'buffers' || typeof path[1] !== 'number') return undefined;
+    const list = (raw as { buffers?: unknown }).buffers;
+    const kind = Array.isArray(list) ? (list[path[1]] as { kind?: unknown } | undefined)?.kind : undefined;
+    const hints = BUFFER_FIELD_HINTS[kind === 'pages' || kind === 'heap' ? kind : 'other']!;
+    return hints[String(path[2])];
+  };
+}
+
+/** The three kinds of DMA mapping a step may name, by the step that makes them. */
+type MappingKind = 'single' | 'sgtable' | 'dmabuf';
+
+const MAPPING_KINDS: Readonly<Record<MappingKind, { readonly made: string; readonly takes: string }>> = {
+  single: { made: 'dmaMapSingle', takes: 'dmaUnmapSingle and dmaSyncSingleFor{Cpu,Device} take' },
+  sgtable: { made: 'dmaMapSgtable', takes: 'dmaUnmapSgtable and dmaSyncSgtableFor{Cpu,Device} take' },
+  dmabuf: { made: 'dmaBufMapAttachment', takes: 'dmaBufUnmapAttachment takes' },
+};
+
+/** The kind of mapping each step on a `mapping` needs. */
+const MAPPING_OPS: Partial<Readonly<Record<StepOp, MappingKind>>> = {
+  dmaUnmapSingle: 'single',
+  dmaSyncSingleForCpu: 'single',
+  dmaSyncSingleForDevice: 'single',
+  dmaUnmapSgtable: 'sgtable',
+  dmaSyncSgtableForCpu: 'sgtable',
+  dmaSyncSgtableForDevice: 'sgtable',
+  dmaBufUnmapAttachment: 'dmabuf',
+};
+
+/** Why a buffer named where a bus address is needed (`at`, `mapping`) has none. */
+const NO_BUS_ADDRESS: Readonly<Record<BufferKind, string>> = {
+  kmalloc: 'a kmalloc buffer has no bus address until dmaMapSingle maps it',
+  pages: 'a pages buffer has no bus address until dmaMapSgtable maps it',
+  heap: 'a heap buffer is reached through an attachment mapped with dmaBufMapAttachment',
+  coherent: 'a coherent buffer is not a mapping: name it in at',
+  'coherent-for-mmap': 'a coherent buffer is not a mapping: name it in at',
+};
+
+/** A mapping name bound by a step: its kind, and its size (a dma-buf mapping's is its attachment's buffer's). */
+interface MappingBind {
+  readonly kind: MappingKind;
+  readonly size?: number;
+  readonly attachment?: string;
+}
+
+/** A name a step uses, checked once every agent is read (a binding may come in a later agent). */
+interface Use {
+  readonly path: Key[];
+  readonly kind: 'mapping' | 'map' | 'at' | 'attachment';
+  readonly name: string;
+  readonly end?: number;
+  readonly span?: Key[];
+  /** For `mapping`: the kind of mapping the step needs, and the step. */
+  readonly want?: MappingKind;
+  readonly op?: string;
+}
+
+/**
+ * The `reserved` heap is the machine's CMA area: every profile the scenario
+ * runs on must have one (createMachine's default gives one to arm64 only),
+ * large enough for the reserved buffers together.
+ */
+function cmaCheck(at: Located, f: ScenarioFile): { take(i: number, bytes: number): void } {
+  const profiles = f.profiles === 'all' ? PROFILE_NAMES : f.profiles;
+  const ramBytes = f.machine?.ramBytes ?? DEFAULT_RAM_BYTES;
+  const cmaBytes = f.machine?.cmaBytes;
+  const areas = profiles.map((profile) => ({
+    profile,
+    size: resolveOptions({ profile, ramBytes, ...(cmaBytes !== undefined ? { cmaBytes } : {}) }).cmaBytes,
+  }));
+  let used = 0;
+  return {
+    take(i, bytes) {
+      const none = areas.filter((a) => a.size === 0).map((a) => a.profile);
+      if (none.length > 0) {
+        const why =
+          cmaBytes === undefined
+            ? `${none.join(', ')} reserve${none.length === 1 ? 's' : ''} none by default: set machine.cmaBytes (a multiple of 4 MiB)`
+            : 'machine.cmaBytes is 0';
+        at.fail(['buffers', i, 'heap'], `the reserved heap is the machine's CMA area, and ${why}`);
+      }
+      used += Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
+      const least = Math.min(...areas.map((a) => a.size));
+      if (used > least) {
+        at.fail(
+          ['buffers', i, 'size'],
+          `the reserved heap's buffers take ${used} bytes up to here, more than the CMA area's ${least}`,
+        );
+      }
+    },
+  };
 }
 
 /**
@@ -154,24 +283,45 @@ export function parseScenario(file: string, text: string): Scenario {
     const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new DmalabError(`not valid YAML: ${message}`, { file, line: 1, column: 1, field: '(file)' });
   }
-  const f = validate(at, [], SCENARIO_FILE, raw);
+  const f = validate(at, [], SCENARIO_FILE, raw, bufferFieldHint(raw));
 
   const devices = new Set<string>();
   f.devices.forEach((d, i) => {
     if (devices.has(d.name)) at.fail(['devices', i, 'name'], `a device named '${d.name}' already exists`);
     devices.add(d.name);
   });
-  const buffers = new Set<string>();
+  const buffers = new Map<string, BufferKind>();
   // Sizes bound a step's offset + length here, before any machine allocates a byte for it.
   const sizes = new Map<string, number>();
   const ram = f.machine?.ramBytes ?? DEFAULT_RAM_BYTES;
-  const kmallocs = new Set(f.buffers.filter((b) => b.kind === 'kmalloc').map((b) => b.name));
+  const cma = cmaCheck(at, f);
   f.buffers.forEach((b, i) => {
     if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);
-    buffers.add(b.name);
+    buffers.set(b.name, b.kind);
+    if (b.kind === 'pages') {
+      const bytes = b.pages * PAGE_SIZE;
+      sizes.set(b.name, bytes);
+      if (bytes > ram) {
+        at.fail(
+          ['buffers', i, 'pages'],
+          `${b.pages} pages (${bytes} bytes) is more than the machine's ${ram} bytes of RAM`,
+        );
+      }
+      if (b.contiguous === true && b.pages > MAX_CONTIGUOUS_PAGES) {
+        at.fail(
+          ['buffers', i, 'pages'],
+          `a contiguous block is at most ${MAX_CONTIGUOUS_PAGES} pages (order ${MAX_PAGE_ORDER}, MAX_PAGE_ORDER)`,
+        );
+      }
+      return;
+    }
     sizes.set(b.name, b.size);
     if (b.size > ram) {
       at.fail(['buffers', i, 'size'], `${b.size} bytes is more than the machine's ${ram} bytes of RAM`);
+    }
+    if (b.kind === 'heap') {
+      if (b.heap === 'reserved') cma.take(i, b.size);
+      return;
     }
     if (b.kind !== 'kmalloc' && b.device === undefined) {
       at.fail(['buffers', i], `a ${b.kind} buffer needs the device it is allocated for`);
@@ -182,15 +332,23 @@ export function parseScenario(file: string, text: string): Scenario {
   });
 
   // Names bound by steps (`as`), checked against their uses after every agent is read.
-  const mappings = new Map<string, number>();
+  const mappings = new Map<string, MappingBind>();
+  const attachments = new Map<string, string>();
   const maps = new Map<string, number>();
-  const uses: { path: Key[]; kind: 'mapping' | 'map' | 'at'; name: string; end?: number; span?: Key[] }[] =
-    [];
+  const uses: Use[] = [];
   /** The step's last byte past its target, checked against the size of what it names. */
   const within = (path: Key[], what: string, size: number | undefined, end: number, field: string): void => {
     if (size !== undefined && end > size) {
       at.fail(path, `offset + ${field} is ${end}, past the end of '${what}' (${size} bytes)`);
     }
+  };
+  /** Binds a mapping name; a name keeps one kind of mapping (it may be mapped again after an unmap). */
+  const bindMapping = (path: Key[], name: string, bind: MappingBind): void => {
+    const had = mappings.get(name);
+    if (had !== undefined && had.kind !== bind.kind) {
+      at.fail(path, `'${name}' already names a ${MAPPING_KINDS[had.kind].made} mapping`);
+    }
+    mappings.set(name, bind);
   };
   const agentNames = new Set<string>();
   // A wait on something no agent signals would block its agent for ever: refused at the wait.
@@ -225,8 +383,14 @@ export function parseScenario(file: string, text: string): Scenario {
         string,
         unknown
       >;
-      if ('buffer' in obj && !buffers.has(obj.buffer as string)) {
-        at.fail([...base, 'buffer'], `no buffer named '${String(obj.buffer)}' in buffers`);
+      if ('buffer' in obj) {
+        const kind = buffers.get(obj.buffer as string);
+        if (kind === undefined)
+          at.fail([...base, 'buffer'], `no buffer named '${String(obj.buffer)}' in buffers`);
+        const allowed = STEP_BUFFER_KINDS[known];
+        if (allowed !== undefined && !allowed.kinds.includes(kind!)) {
+          at.fail([...base, 'buffer'], `'${String(obj.buffer)}' is a ${kind} buffer: ${allowed.hint}`);
+        }
       }
       if ('device' in obj && !devices.has(obj.device as string)) {
         at.fail([...base, 'device'], `no device named '${String(obj.device)}' in devices`);
@@ -237,12 +401,31 @@ export function parseScenario(file: string, text: string): Scenario {
       if ('buffer' in obj && span in obj) {
         within([...base, span], obj.buffer as string, sizes.get(obj.buffer as string), end, span);
       }
+      const as = [...base, 'as'];
       if (known === 'signal') signals.add(args as string);
       if (known === 'wait') waits.push({ path: base, name: args as string });
-      if (known === 'dmaMapSingle') mappings.set(obj.as as string, obj.size as number);
+      if (known === 'dmaMapSingle')
+        bindMapping(as, obj.as as string, { kind: 'single', size: obj.size as number });
+      if (known === 'dmaMapSgtable') {
+        bindMapping(as, obj.as as string, { kind: 'sgtable', size: sizes.get(obj.buffer as string)! });
+      }
+      if (known === 'dmaBufMapAttachment') {
+        bindMapping(as, obj.as as string, { kind: 'dmabuf', attachment: obj.attachment as string });
+      }
+      if (known === 'dmaBufAttach') attachments.set(obj.as as string, obj.buffer as string);
       if (known === 'mmap') maps.set(obj.as as string, sizes.get(obj.buffer as string) ?? 0);
-      if ('mapping' in obj)
-        uses.push({ path: [...base, 'mapping'], kind: 'mapping', name: obj.mapping as string });
+      if ('attachment' in obj) {
+        uses.push({ path: [...base, 'attachment'], kind: 'attachment', name: obj.attachment as string });
+      }
+      if ('mapping' in obj) {
+        const want = MAPPING_OPS[known];
+        uses.push({
+          path: [...base, 'mapping'],
+          kind: 'mapping',
+          name: obj.mapping as string,
+          ...(want !== undefined ? { want, op: known } : {}),
+        });
+      }
       if ('map' in obj)
         uses.push({
           path: [...base, 'map'],
@@ -257,13 +440,27 @@ export function parseScenario(file: string, text: string): Scenario {
     });
     return { name: a.name, kind: a.kind, ...(a.device !== undefined ? { device: a.device } : {}), steps };
   });
+  // Attachments first: a dma-buf mapping's size is its attachment's buffer's.
   for (const u of uses) {
+    if (u.kind === 'attachment' && !attachments.has(u.name)) {
+      at.fail(u.path, `no attachment named '${u.name}' (dmaBufAttach … as)`);
+    }
+  }
+  const mappingSize = (name: string): number | undefined => {
+    const b = mappings.get(name);
+    if (b === undefined) return undefined;
+    return b.size ?? sizes.get(attachments.get(b.attachment!)!);
+  };
+  for (const u of uses) {
+    if (u.kind === 'attachment') continue;
+    const bound = mappings.get(u.name);
+    const kind = buffers.get(u.name);
     const ok =
       u.kind === 'mapping'
-        ? mappings.has(u.name)
+        ? bound !== undefined
         : u.kind === 'map'
           ? maps.has(u.name)
-          : mappings.has(u.name) || (buffers.has(u.name) && !kmallocs.has(u.name));
+          : bound !== undefined || kind === 'coherent' || kind === 'coherent-for-mmap';
     if (!ok) {
       const what =
         u.kind === 'map'
@@ -271,13 +468,15 @@ export function parseScenario(file: string, text: string): Scenario {
           : u.kind === 'mapping'
             ? 'DMA mapping'
             : 'DMA mapping or coherent buffer';
-      const hint = kmallocs.has(u.name)
-        ? ' (a kmalloc buffer has no bus address until dmaMapSingle maps it)'
-        : '';
+      const hint = kind === undefined || u.kind === 'map' ? '' : ` (${NO_BUS_ADDRESS[kind]})`;
       at.fail(u.path, `no ${what} named '${u.name}'${hint}`);
     }
+    if (u.kind === 'mapping' && u.want !== undefined && bound!.kind !== u.want) {
+      const made = MAPPING_KINDS[bound!.kind];
+      at.fail(u.path, `'${u.name}' is a ${made.made} mapping, which ${made.takes}, not ${u.op}`);
+    }
     if (u.end !== undefined && u.span !== undefined) {
-      const size = u.kind === 'map' ? maps.get(u.name) : (mappings.get(u.name) ?? sizes.get(u.name));
+      const size = u.kind === 'map' ? maps.get(u.name) : (mappingSize(u.name) ?? sizes.get(u.name));
       within(u.span, u.name, size, u.end, 'length');
     }
   }

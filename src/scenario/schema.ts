@@ -5,7 +5,7 @@
  */
 
 import * as v from 'valibot';
-import { PROFILE_NAMES } from '../machine/index.js';
+import { MAX_PAGE_ORDER, PAGE_SIZE, PROFILE_NAMES } from '../machine/index.js';
 
 const name = v.pipe(
   v.string(),
@@ -14,6 +14,8 @@ const name = v.pipe(
 const kebab = v.pipe(v.string(), v.regex(/^[a-z0-9]+(-[a-z0-9]+)*$/, 'must be kebab-case (a-z, 0-9, -)'));
 /** A scenario's RAM when its file names none (run.ts passes it to createMachine); buffers must fit in it. */
 export const DEFAULT_RAM_BYTES = 256 * 1024 * 1024;
+/** createMachine's unit of CMA area size. */
+export const CMA_STEP = 4 * 1024 * 1024;
 /** createMachine's largest RAM: no size, offset or length in a file can usefully exceed it. */
 const MAX_BYTES = 2 ** 42;
 const nat = v.pipe(
@@ -40,9 +42,36 @@ const bits = v.pipe(
   v.minValue(12, 'must be 12 to 64 bits'),
   v.maxValue(64, 'must be 12 to 64 bits'),
 );
+/** The largest block `allocPages` gives (MAX_PAGE_ORDER 10): a contiguous pages buffer fits in one. */
+export const MAX_CONTIGUOUS_PAGES = 2 ** MAX_PAGE_ORDER;
+const pageCount = v.pipe(
+  v.number(),
+  v.integer('must be an integer'),
+  v.minValue(1, 'must be at least 1'),
+  v.maxValue(MAX_BYTES / PAGE_SIZE, `must be at most ${MAX_BYTES / PAGE_SIZE}`),
+);
 const verdict = v.picklist(['clean', 'api', 'latent', 'broken']);
 const profile = v.picklist(PROFILE_NAMES as string[]);
 const direction = v.picklist(['DMA_TO_DEVICE', 'DMA_FROM_DEVICE', 'DMA_BIDIRECTIONAL']);
+/** The words of a DMA_BUF_IOCTL_SYNC flags list, each a DMA_BUF_SYNC_* constant. */
+export const SYNC_FLAG_WORDS = ['START', 'END', 'READ', 'WRITE', 'RW'] as const;
+/**
+ * A flags list the ioctl accepts, said in full: START or END (START is 0 in
+ * the kernel, so the list must say which), and a direction.
+ */
+function validSyncFlags(flags: string[]): boolean {
+  const has = (w: string) => flags.includes(w);
+  if (new Set(flags).size !== flags.length) return false;
+  if (has('START') === has('END')) return false;
+  return has('READ') || has('WRITE') || has('RW');
+}
+const syncFlags = v.pipe(
+  v.array(v.picklist(SYNC_FLAG_WORDS)),
+  v.check(
+    (flags) => validSyncFlags(flags),
+    'must be START or END and a direction (READ, WRITE or RW), each once: [START, READ], [END, WRITE], [START, RW]',
+  ),
+);
 const errno = v.pipe(v.string(), v.regex(/^-E[A-Z0-9]+$/, "must be a negated errno name such as '-ENXIO'"));
 
 /** Arguments of each step operation, by operation name. */
@@ -90,6 +119,17 @@ export const STEP_ARGS = {
     expect: v.optional(byte),
     duration: v.optional(nat),
   }),
+  dmaMapSgtable: v.strictObject({ device: name, buffer: name, dir: direction, as: name }),
+  dmaUnmapSgtable: v.strictObject({ mapping: name }),
+  dmaSyncSgtableForCpu: v.strictObject({ mapping: name }),
+  dmaSyncSgtableForDevice: v.strictObject({ mapping: name }),
+  dmaBufAttach: v.strictObject({ buffer: name, device: name, as: name }),
+  dmaBufMapAttachment: v.strictObject({ attachment: name, dir: direction, as: name }),
+  dmaBufUnmapAttachment: v.strictObject({ mapping: name }),
+  dmaBufDetach: v.strictObject({ attachment: name }),
+  dmaBufBeginCpuAccess: v.strictObject({ buffer: name, dir: direction }),
+  dmaBufEndCpuAccess: v.strictObject({ buffer: name, dir: direction }),
+  dmaBufIoctlSync: v.strictObject({ buffer: name, flags: syncFlags }),
 } as const;
 
 export type StepOp = keyof typeof STEP_ARGS;
@@ -111,6 +151,44 @@ export const STEP_AGENTS: Readonly<Record<StepOp, readonly ('kernel' | 'process'
   userRead: ['process'],
   deviceDmaWrite: ['device'],
   deviceDmaRead: ['device'],
+  dmaMapSgtable: ['kernel'],
+  dmaUnmapSgtable: ['kernel'],
+  dmaSyncSgtableForCpu: ['kernel'],
+  dmaSyncSgtableForDevice: ['kernel'],
+  dmaBufAttach: ['kernel'],
+  dmaBufMapAttachment: ['kernel'],
+  dmaBufUnmapAttachment: ['kernel'],
+  dmaBufDetach: ['kernel'],
+  dmaBufBeginCpuAccess: ['kernel'],
+  dmaBufEndCpuAccess: ['kernel'],
+  dmaBufIoctlSync: ['process'],
+};
+
+export type BufferKind = 'kmalloc' | 'coherent' | 'coherent-for-mmap' | 'pages' | 'heap';
+
+/**
+ * The buffer kinds a step's `buffer` may name, where not every kind will do,
+ * and what to use instead on the others.
+ */
+export const STEP_BUFFER_KINDS: Partial<
+  Readonly<Record<StepOp, { readonly kinds: readonly BufferKind[]; readonly hint: string }>>
+> = {
+  dmaMapSingle: {
+    kinds: ['kmalloc', 'coherent', 'coherent-for-mmap'],
+    hint: 'a pages buffer is mapped with dmaMapSgtable, a heap buffer through dmaBufAttach',
+  },
+  dmaMapSgtable: {
+    kinds: ['pages'],
+    hint: 'only a pages buffer has an sg_table; map a kmalloc buffer with dmaMapSingle',
+  },
+  mmap: {
+    kinds: ['coherent', 'coherent-for-mmap', 'heap'],
+    hint: 'only a coherent buffer (/dev/<name>) or a heap buffer (its dma-buf fd) has a file to mmap',
+  },
+  dmaBufAttach: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf' },
+  dmaBufBeginCpuAccess: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf' },
+  dmaBufEndCpuAccess: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf' },
+  dmaBufIoctlSync: { kinds: ['heap'], hint: 'only a heap buffer has a dma-buf fd' },
 };
 
 const step = v.pipe(
@@ -147,6 +225,13 @@ export const SCENARIO_FILE = v.strictObject({
         ),
       ),
       zoneDmaBits: v.optional(v.pipe(v.number(), v.integer(), v.minValue(24), v.maxValue(32))),
+      cmaBytes: v.optional(
+        v.pipe(
+          nat,
+          v.maxValue(2 ** 32, 'must be at most 4 GiB (4294967296)'),
+          v.multipleOf(CMA_STEP, 'must be a multiple of 4 MiB (4194304)'),
+        ),
+      ),
     }),
     {},
   ),
@@ -165,13 +250,29 @@ export const SCENARIO_FILE = v.strictObject({
   ),
   buffers: v.optional(
     v.array(
-      v.strictObject({
-        name,
-        kind: v.picklist(['coherent', 'coherent-for-mmap', 'kmalloc']),
-        device: v.optional(name),
-        size: positive,
-        fill: v.optional(byte),
-      }),
+      v.variant('kind', [
+        v.strictObject({
+          name,
+          kind: v.picklist(['coherent', 'coherent-for-mmap', 'kmalloc']),
+          device: v.optional(name),
+          size: positive,
+          fill: v.optional(byte),
+        }),
+        v.strictObject({
+          name,
+          kind: v.literal('pages'),
+          pages: pageCount,
+          contiguous: v.optional(v.boolean()),
+          fill: v.optional(byte),
+        }),
+        v.strictObject({
+          name,
+          kind: v.literal('heap'),
+          heap: v.optional(v.picklist(['system', 'reserved']), 'system'),
+          size: positive,
+          fill: v.optional(byte),
+        }),
+      ]),
     ),
     [],
   ),

@@ -19,6 +19,8 @@ export interface ScenarioMachineOptions {
   readonly swiotlbBytes?: number;
   /** The top of ZONE_DMA in bits on arm64 profiles, as firmware describes the platform (30 on a Raspberry Pi 4). */
   readonly zoneDmaBits?: number;
+  /** The CMA area behind the `reserved` dma-heap (createMachine's; the arm64 profiles reserve one by default). */
+  readonly cmaBytes?: number;
 }
 
 /** A scenario: a parsed YAML file or a built-in TypeScript one. */
@@ -69,13 +71,37 @@ export interface DeviceSetup {
 }
 
 /** A buffer the setup allocates before any agent runs. */
-export interface BufferSetup {
+export type BufferSetup = MemoryBufferSetup | PagesBufferSetup | HeapBufferSetup;
+
+/** A buffer with one kernel address: `kmalloc`, or coherent DMA memory of a device. */
+export interface MemoryBufferSetup {
   readonly name: string;
   readonly kind: 'coherent' | 'coherent-for-mmap' | 'kmalloc';
   /** The device a coherent buffer is allocated for (`coherent-for-mmap`: allocated when the device file is opened). */
   readonly device?: string;
   readonly size: number;
   /** Initial contents: every byte this value. */
+  readonly fill?: number;
+}
+
+/** Pages from the page allocator with an sg_table over them, for `dmaMapSgtable`. */
+export interface PagesBufferSetup {
+  readonly name: string;
+  readonly kind: 'pages';
+  /** How many pages; the buffer is `pages` × 4096 bytes. */
+  readonly pages: number;
+  /** One higher-order block instead of separate order-0 pages. */
+  readonly contiguous?: boolean;
+  readonly fill?: number;
+}
+
+/** A dma-buf allocated from a dma-heap with DMA_HEAP_IOCTL_ALLOC. */
+export interface HeapBufferSetup {
+  readonly name: string;
+  readonly kind: 'heap';
+  /** `system` (scattered pages) or `reserved` (the CMA area). */
+  readonly heap: 'system' | 'reserved';
+  readonly size: number;
   readonly fill?: number;
 }
 

@@ -119,3 +119,220 @@ agents:
     expect(seeds.length).toBeGreaterThan(0);
   });
 });
+
+/** A receive into four pages: the NIC writes 200 bytes across the first two; `extra` steps go before the unmap. */
+function sgRx(opts: { extra?: string; pages?: string; nic?: string; machine?: string } = {}): string {
+  return `name: sg-rx
+intent: a device writes across the DMA segments of a pages buffer
+profiles: all
+${opts.machine ?? ''}devices: [{ name: nic${opts.nic ?? ''} }]
+buffers: [{ name: rx, kind: pages, ${opts.pages ?? 'pages: 4'}, fill: 0 }]
+agents:
+  - name: driver
+    kind: kernel
+    steps:
+      - dmaMapSgtable: { device: nic, buffer: rx, dir: DMA_FROM_DEVICE, as: rxmap }
+      - signal: mapped
+      - wait: written
+      - dmaSyncSgtableForCpu: { mapping: rxmap }
+      - kernelRead: { buffer: rx, offset: 4000, length: 200, expect: 0x77 }
+      - kernelRead: { buffer: rx, offset: 3990, length: 10, expect: 0 }
+      - kernelRead: { buffer: rx, offset: 4200, length: 10, expect: 0 }
+${opts.extra ?? ''}      - dmaUnmapSgtable: { mapping: rxmap }
+  - name: nic
+    kind: device
+    device: nic
+    steps:
+      - wait: mapped
+      - deviceDmaWrite: { at: rxmap, offset: 4000, length: 200, fill: 0x77 }
+      - signal: written
+`;
+}
+
+/** The timeline's ops that match `re`. */
+function ops(r: { timeline: readonly { op: string }[] }, re: RegExp): string[] {
+  return r.timeline.map((t) => t.op).filter((op) => re.test(op));
+}
+
+describe('scatter-gather steps', () => {
+  it('a pages buffer has one sg entry per page; the device writes across the DMA segments the backend made', () => {
+    const s = parseScenario('sg.yaml', sgRx());
+    const seen = Object.fromEntries(
+      ['x86_64', 'parisc', 'swiotlb-force'].map((profile) => {
+        const r = runScenario(s, { profile });
+        expect(r.findings, profile).toEqual([]);
+        expect(r.bytes, profile).toEqual({ ok: true, detail: '3 byte condition(s) hold' });
+        return [profile, ops(r, /^dma_map_sgtable|^nic writes/)];
+      }),
+    );
+    expect(seen).toEqual({
+      x86_64: [
+        'dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = 0: 4 sg entries, 4 DMA segments',
+        'nic writes 200 × 0x77 at rxmap+4000 (2 pieces of 4 DMA segments): 96 at 0x1000fa0, 104 at 0x1001000',
+      ],
+      // The IOMMU merges the four pages into one IOVA range.
+      parisc: [
+        'dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = 0: 4 sg entries, 1 DMA segment',
+        'nic writes 200 × 0x77 at rxmap+4000 (1 piece of 1 DMA segment): 200 at 0x4fa0',
+      ],
+      // Each entry bounces through its own slot; the device writes the slots.
+      'swiotlb-force': [
+        'dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = 0: 4 sg entries, 4 DMA segments',
+        'nic writes 200 × 0x77 at rxmap+4000 (2 pieces of 4 DMA segments): 96 at 0xe000fa0, 104 at 0xe001000',
+      ],
+    });
+  });
+
+  it('a contiguous pages buffer is one sg entry from sg_alloc_table_from_pages', () => {
+    const r = runScenario(parseScenario('sg.yaml', sgRx({ pages: 'pages: 4, contiguous: true' })), {
+      profile: 'x86_64',
+    });
+    expect(r.findings).toEqual([]);
+    expect(ops(r, /^dma_map_sgtable|^nic writes/)).toEqual([
+      'dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = 0: 1 sg entry, 1 DMA segment',
+      'nic writes 200 × 0x77 at rxmap+4000 (1 piece of 1 DMA segment): 200 at 0x1000fa0',
+    ]);
+  });
+
+  it('without dma_sync_sgtable_for_cpu the read is stale where the cache or a bounce slot hides the write', () => {
+    const s = parseScenario(
+      'sg.yaml',
+      sgRx().replace('      - dmaSyncSgtableForCpu: { mapping: rxmap }\n', ''),
+    );
+    const codes = Object.fromEntries(
+      ['x86_64', 'arm64-noncoherent', 'swiotlb-force'].map((profile) => {
+        const r = runScenario(s, { profile });
+        return [profile, [r.verdict, ...r.findings.map((f) => f.code)]];
+      }),
+    );
+    // One ownership finding for the mapping; the 200 bytes span two pages, so two stale reads.
+    expect(codes).toEqual({
+      x86_64: ['latent', 'OWNERSHIP'],
+      'arm64-noncoherent': ['broken', 'OWNERSHIP', 'STALE_DATA', 'STALE_DATA'],
+      'swiotlb-force': ['broken', 'OWNERSHIP', 'STALE_DATA', 'STALE_DATA'],
+    });
+    const arm = runScenario(s, { profile: 'arm64-noncoherent' });
+    expect(arm.bytes).toEqual({
+      ok: false,
+      detail: 'sg.yaml:13: kernelRead(rx+4000, 200): expected 0x77 × 200, got 0x00 at byte 0',
+    });
+  });
+
+  it('dma_sync_sgtable_for_device hands the CPU’s writes back to the device; without it they stay in the cache', () => {
+    const text = (sync: boolean) =>
+      sgRx({
+        extra: `      - kernelWrite: { buffer: rx, offset: 8192, length: 64, fill: 0x22 }
+${sync ? '      - dmaSyncSgtableForDevice: { mapping: rxmap }\n' : ''}      - signal: rewritten
+      - wait: reread
+`,
+      })
+        .replace('dir: DMA_FROM_DEVICE', 'dir: DMA_BIDIRECTIONAL')
+        .concat(
+          '      - wait: rewritten\n',
+          '      - deviceDmaRead: { at: rxmap, offset: 8192, length: 64, expect: 0x22 }\n',
+          '      - signal: reread\n',
+        );
+    for (const profile of ['x86_64', 'arm64-noncoherent']) {
+      const good = runScenario(parseScenario('sg.yaml', text(true)), { profile });
+      expect(good.findings, profile).toEqual([]);
+      expect(good.bytes?.ok).toBe(true);
+    }
+    const bad = runScenario(parseScenario('sg.yaml', text(false)), { profile: 'arm64-noncoherent' });
+    expect(bad.findings.map((f) => f.code)).toEqual(['OWNERSHIP', 'STALE_DATA']);
+    expect(bad.bytes?.detail).toMatch(
+      /nic reads 64 at rxmap\+8192 .*expected 0x22 × 64, got 0x00 at byte 0$/,
+    );
+  });
+
+  it('a timed transfer is one job per piece, each taking its share of the duration', () => {
+    const text = `name: tx
+intent: a device reads a pages buffer across three segments in 1000 ns
+profiles: [x86_64]
+devices: [{ name: nic }]
+buffers: [{ name: tx, kind: pages, pages: 3, fill: 0x5a }]
+agents:
+  - name: driver
+    kind: kernel
+    steps:
+      - dmaMapSgtable: { device: nic, buffer: tx, dir: DMA_TO_DEVICE, as: txmap }
+      - signal: mapped
+  - name: nic
+    kind: device
+    device: nic
+    steps:
+      - wait: mapped
+      - deviceDmaRead: { at: txmap, length: 10000, expect: 0x5a, duration: 1000 }
+      - signal: read
+`;
+    const r = runScenario(parseScenario('tx.yaml', text), { profile: 'x86_64' });
+    expect(r.findings).toEqual([]);
+    expect(r.bytes).toEqual({ ok: true, detail: '1 byte condition(s) hold' });
+    const wrong = runScenario(parseScenario('tx.yaml', text.replace('expect: 0x5a', 'expect: 0x5b')), {
+      profile: 'x86_64',
+    });
+    expect(wrong.bytes).toEqual({
+      ok: false,
+      detail:
+        'tx.yaml:17: nic reads 10000 at txmap+0 (3 pieces of 3 DMA segments): expected 0x5b × 10000, got 0x5a at byte 0',
+    });
+    expect(r.timeline.filter((t) => t.agent === 'nic').map((t) => `${t.time} ${t.op}`)).toEqual([
+      '0 wait mapped',
+      // Each piece is submitted when the one before completes (the time is the step's, at submission).
+      '0 nic reads 4096 at 0x1000000 (txmap segment 1 of 3), a job of 409 ns',
+      '409 nic reads 4096 at 0x1001000 (txmap segment 2 of 3), a job of 410 ns',
+      '819 nic reads 1808 at 0x1002000 (txmap segment 3 of 3), a job of 181 ns',
+      '1000 signal read',
+    ]);
+  });
+
+  it('a mapping that failed is a failed condition, and every later step on it is skipped', () => {
+    const text = `name: fail
+intent: mappings a 24-bit device cannot have, with no swiotlb to bounce through
+profiles: [x86_64]
+machine: { swiotlbBytes: 0 }
+devices: [{ name: nic, dmaMaskBits: 24 }]
+buffers:
+  - { name: rx, kind: pages, pages: 2 }
+  - { name: frame, kind: heap, size: 8192 }
+agents:
+  - name: driver
+    kind: kernel
+    steps:
+      - dmaMapSgtable: { device: nic, buffer: rx, dir: DMA_FROM_DEVICE, as: rxmap }
+      - dmaBufAttach: { buffer: frame, device: nic, as: att }
+      - dmaBufMapAttachment: { attachment: att, dir: DMA_FROM_DEVICE, as: fm }
+      - signal: mapped
+      - wait: done
+      - dmaSyncSgtableForCpu: { mapping: rxmap }
+      - dmaUnmapSgtable: { mapping: rxmap }
+      - dmaBufUnmapAttachment: { mapping: fm }
+      - dmaBufDetach: { attachment: att }
+  - name: eng
+    kind: device
+    device: nic
+    steps:
+      - wait: mapped
+      - deviceDmaWrite: { at: rxmap, length: 64, fill: 1 }
+      - deviceDmaRead: { at: fm, length: 64, duration: 100 }
+      - signal: done
+`;
+    const r = runScenario(parseScenario('fail.yaml', text), { profile: 'x86_64' });
+    expect(r.verdict).toBe('api');
+    expect(r.findings.map((f) => f.code)).toEqual(['WARN']);
+    expect(r.bytes).toEqual({
+      ok: false,
+      detail: 'fail.yaml:13: dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = -EIO',
+    });
+    expect(r.timeline.map((t) => `${t.agent}: ${t.op}`).filter((x) => !/signal|wait/.test(x))).toEqual([
+      'driver: dma_map_sgtable(nic, rx, DMA_FROM_DEVICE) = -EIO',
+      'driver: dma_buf_attach(frame, nic) = att',
+      'driver: dma_buf_map_attachment_unlocked(att, DMA_FROM_DEVICE) = -EIO',
+      'eng: deviceDmaWrite skipped (rxmap has no bus address: it failed)',
+      'eng: deviceDmaRead skipped (fm has no bus address: it failed)',
+      'driver: dma_sync_sgtable_for_cpu skipped (rxmap failed)',
+      'driver: dma_unmap_sgtable skipped (rxmap failed)',
+      'driver: dma_buf_unmap_attachment_unlocked skipped (fm failed)',
+      'driver: dma_buf_detach(frame, nic)',
+    ]);
+  });
+});

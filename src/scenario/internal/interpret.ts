@@ -1,48 +1,40 @@
 /**
- * Runs a declarative scenario's steps: the setup (devices, buffers, one
- * character device per coherent buffer whose mmap is `dma_mmap_coherent`),
- * then one generator per agent that performs one step per yield.
+ * Runs a declarative scenario's steps: the setup (devices, then buffers —
+ * see buffers.ts), then one generator per agent that performs one step per
+ * yield. Kernel steps map and sync (single ranges and sg_tables here, dma-buf
+ * attachments in dmabuf.ts), processes mmap and touch their mappings, devices
+ * move bytes at the bus addresses of a mapping — across its DMA segments
+ * when it is scatter-gather.
  */
 
 import {
-  DMA_BIDIRECTIONAL,
-  DMA_FROM_DEVICE,
-  DMA_TO_DEVICE,
-  type DmaDataDirection,
-  dmaAllocCoherent,
-  dmaAllocCoherentForMmap,
   dmaMappingError,
+  dmaMapSgtable,
   dmaMapSingle,
-  dmaMmapCoherent,
+  dmaSyncSgtableForCpu,
+  dmaSyncSgtableForDevice,
   dmaSyncSingleForCpu,
   dmaSyncSingleForDevice,
+  dmaUnmapSgtable,
   dmaUnmapSingle,
 } from '../../dma/index.js';
+import { forEachSgtableDmaSg } from '../../lib/index.js';
 import {
   addDevice,
   type Device,
-  type DmaAddr,
   DmalabError,
   deviceDmaRead,
   deviceDmaWrite,
   deviceJob,
-  ENOMEM,
   errnoName,
-  formatHex,
-  GFP_KERNEL,
-  type KernelVa,
   type Machine,
   submitDeviceJob,
 } from '../../machine/index.js';
 import {
-  kernelRead,
-  kernelWrite,
-  kmalloc,
   MAP_SHARED,
   PROT_READ,
   PROT_WRITE,
   type Process,
-  registerChrdev,
   spawnProcess,
   sysMmap,
   sysOpen,
@@ -50,160 +42,73 @@ import {
   userWrite,
 } from '../../mm/index.js';
 import { type Agent, type AgentBody, type RunContext, wait, type Yielded } from '../runtime.js';
-import type { AgentSpec, BufferSetup, DeclarativeBody, StepSpec } from '../types.js';
+import type { AgentSpec, DeclarativeBody, StepSpec } from '../types.js';
+import { kernelReadBuffer, kernelWriteBuffer, setupBuffers } from './buffers.js';
+import { dmabufKernelStep, ioctlSyncStep, mmapHeap } from './dmabuf.js';
+import {
+  allocated,
+  buffer,
+  bufferSize,
+  count,
+  DIRS,
+  expectKind,
+  fill,
+  hex,
+  mappingOf,
+  num,
+  str,
+  usedBeforeMade,
+  type World,
+  where,
+} from './world.js';
 
-const DIRS: Readonly<Record<string, DmaDataDirection>> = {
-  DMA_TO_DEVICE,
-  DMA_FROM_DEVICE,
-  DMA_BIDIRECTIONAL,
+/** The kernel function each unmap or sync step calls, for the timeline. */
+const KERNEL_CALLS: Readonly<Record<string, string>> = {
+  dmaUnmapSingle: 'dma_unmap_single',
+  dmaSyncSingleForCpu: 'dma_sync_single_for_cpu',
+  dmaSyncSingleForDevice: 'dma_sync_single_for_device',
+  dmaUnmapSgtable: 'dma_unmap_sgtable',
+  dmaSyncSgtableForCpu: 'dma_sync_sgtable_for_cpu',
+  dmaSyncSgtableForDevice: 'dma_sync_sgtable_for_device',
 };
-
-interface Buffer {
-  readonly spec: BufferSetup;
-  readonly dev: Device | null;
-  cpu: KernelVa | null;
-  dma: DmaAddr | null;
-}
-
-interface Mapping {
-  readonly dev: Device;
-  readonly dma: DmaAddr;
-  readonly size: number;
-  readonly dir: DmaDataDirection;
-  readonly dirName: string;
-}
-
-interface UserMap {
-  readonly proc: Process;
-  readonly addr: number;
-}
-
-/** The run's named things. */
-interface World {
-  readonly m: Machine;
-  readonly ctx: RunContext;
-  readonly file: string;
-  readonly devices: Map<string, Device>;
-  readonly buffers: Map<string, Buffer>;
-  /** Null when the mapping failed (later steps on it are skipped). */
-  readonly mappings: Map<string, Mapping | null>;
-  readonly maps: Map<string, UserMap | null>;
-}
-
-function num(args: Readonly<Record<string, unknown>>, key: string, def = 0): number {
-  const x = args[key];
-  return typeof x === 'number' ? x : def;
-}
-
-function str(args: Readonly<Record<string, unknown>>, key: string): string {
-  return String(args[key]);
-}
-
-function fill(length: number, value: number): Uint8Array {
-  return new Uint8Array(length).fill(value);
-}
-
-/** `file:line: what`, for byte conditions. */
-function where(w: World, s: StepSpec, what: string): string {
-  return `${w.file}:${s.line}: ${what}`;
-}
-
-function buffer(w: World, name: string): Buffer {
-  return w.buffers.get(name)!;
-}
-
-/** A buffer's kernel address, or null (with a failed check) when it was never allocated. */
-function bufferVa(w: World, s: StepSpec, name: string): KernelVa | null {
-  const b = buffer(w, name);
-  if (b.cpu === null) w.ctx.check(false, where(w, s, `buffer '${name}' was never allocated`));
-  return b.cpu;
-}
-
-function setupBuffers(w: World, specs: readonly BufferSetup[]): void {
-  for (const spec of specs) {
-    const dev = spec.device === undefined ? null : w.devices.get(spec.device)!;
-    const b: Buffer = { spec, dev, cpu: null, dma: null };
-    w.buffers.set(spec.name, b);
-    if (spec.kind === 'kmalloc') b.cpu = kmalloc(w.m, spec.size, GFP_KERNEL);
-    else if (spec.kind === 'coherent') {
-      const r = dmaAllocCoherent(dev!, spec.size, GFP_KERNEL);
-      if (r !== null) {
-        b.cpu = r.cpuAddr;
-        b.dma = r.dmaHandle;
-      }
-    }
-    if (spec.kind !== 'kmalloc') {
-      // The driver's character device: a coherent buffer is handed to user space with dma_mmap_coherent.
-      registerChrdev(w.m, `/dev/${spec.name}`, {
-        open(_inode, file) {
-          if (spec.kind !== 'coherent-for-mmap' || b.cpu !== null) return 0;
-          const r = dmaAllocCoherentForMmap(dev!, spec.size, GFP_KERNEL, file);
-          if (r === null) return -ENOMEM;
-          b.cpu = r.cpuAddr;
-          b.dma = r.dmaHandle;
-          if (spec.fill !== undefined) kernelWrite(w.m, b.cpu, fill(spec.size, spec.fill));
-          return 0;
-        },
-        mmap(_file, vma) {
-          // A coherent allocation that failed leaves nothing to map: the driver says so, as ALSA's would.
-          if (b.cpu === null || b.dma === null) return -ENOMEM;
-          return dmaMmapCoherent(dev!, vma, b.cpu, b.dma, spec.size);
-        },
-      });
-    }
-    if (b.cpu === null && spec.kind !== 'coherent-for-mmap') {
-      w.ctx.check(false, `${w.file}: allocating buffer '${spec.name}' failed`);
-    } else if (b.cpu !== null && spec.fill !== undefined) {
-      kernelWrite(w.m, b.cpu, fill(spec.size, spec.fill));
-    }
-  }
-}
-
-function hex(n: number): string {
-  return formatHex(n);
-}
-
-/** A device's bus address for `at`: a DMA mapping's handle (null when it failed) or a coherent buffer's. */
-function busAddress(w: World, s: StepSpec, name: string): DmaAddr | null {
-  const b = w.buffers.get(name);
-  if (b !== undefined) return b.dma;
-  const mp = w.mappings.get(name);
-  if (mp === undefined) {
-    throw new DmalabError(`mapping '${name}' used before the step that makes it (wait for a signal first)`, {
-      file: w.file,
-      line: s.line,
-      field: 'at',
-    });
-  }
-  return mp?.dma ?? null;
-}
 
 function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined> {
   const a = s.args;
   switch (s.op) {
     case 'kernelWrite': {
-      const va = bufferVa(w, s, str(a, 'buffer'));
-      if (va === null) return yield { op: 'kernelWrite skipped' };
+      const name = str(a, 'buffer');
       const off = num(a, 'offset');
-      kernelWrite(w.m, va + off, fill(num(a, 'length'), num(a, 'fill')));
-      return yield {
-        op: `kernelWrite(${str(a, 'buffer')}+${off}, ${num(a, 'length')} × ${hex(num(a, 'fill'))})`,
-      };
+      const label = `kernelWrite(${name}+${off}, ${num(a, 'length')} × ${hex(num(a, 'fill'))})`;
+      const b = buffer(w, name);
+      if (!allocated(b)) w.ctx.check(false, where(w, s, `buffer '${name}' was never allocated`));
+      // A heap buffer whose kernel mapping failed says so itself.
+      if (
+        !allocated(b) ||
+        !kernelWriteBuffer(w, b, off, fill(num(a, 'length'), num(a, 'fill')), where(w, s, label))
+      ) {
+        return yield { op: 'kernelWrite skipped' };
+      }
+      return yield { op: label };
     }
     case 'kernelRead': {
-      const va = bufferVa(w, s, str(a, 'buffer'));
-      if (va === null) return yield { op: 'kernelRead skipped' };
+      const name = str(a, 'buffer');
       const off = num(a, 'offset');
-      const got = kernelRead(w.m, va + off, num(a, 'length'));
-      const label = `kernelRead(${str(a, 'buffer')}+${off}, ${num(a, 'length')})`;
+      const label = `kernelRead(${name}+${off}, ${num(a, 'length')})`;
+      const b = buffer(w, name);
+      if (!allocated(b)) {
+        w.ctx.check(false, where(w, s, `buffer '${name}' was never allocated`));
+        return yield { op: 'kernelRead skipped' };
+      }
+      const got = kernelReadBuffer(w, b, off, num(a, 'length'), where(w, s, label));
       if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
       return yield { op: label };
     }
     case 'dmaMapSingle': {
       const dev = w.devices.get(str(a, 'device'))!;
-      const va = bufferVa(w, s, str(a, 'buffer'));
+      const va = buffer(w, str(a, 'buffer')).cpu;
       const name = str(a, 'as');
       if (va === null) {
+        w.ctx.check(false, where(w, s, `buffer '${str(a, 'buffer')}' was never allocated`));
         w.mappings.set(name, null);
         return yield { op: 'dma_map_single skipped' };
       }
@@ -213,7 +118,7 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
       const off = num(a, 'offset');
       const dma = dmaMapSingle(dev, va + off, size, dir);
       const failed = dmaMappingError(dev, dma) !== 0;
-      w.mappings.set(name, failed ? null : { dev, dma, size, dir, dirName });
+      w.mappings.set(name, failed ? null : { kind: 'single', dev, dma, size, dir, dirName });
       if (failed) w.ctx.check(false, where(w, s, `dma_map_single of '${str(a, 'buffer')}' failed`));
       const shown = failed ? 'DMA_MAPPING_ERROR' : hex(dma);
       return yield {
@@ -223,54 +128,92 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
     case 'dmaUnmapSingle':
     case 'dmaSyncSingleForCpu':
     case 'dmaSyncSingleForDevice': {
-      const name = str(a, 'mapping');
-      const mp = w.mappings.get(name);
-      const call =
-        s.op === 'dmaUnmapSingle'
-          ? 'dma_unmap_single'
-          : s.op === 'dmaSyncSingleForCpu'
-            ? 'dma_sync_single_for_cpu'
-            : 'dma_sync_single_for_device';
-      if (mp === undefined)
-        throw new DmalabError(`mapping '${name}' used before it was made`, {
-          file: w.file,
-          line: s.line,
-          field: 'mapping',
-        });
-      if (mp === null) return yield { op: `${call} skipped (${name} failed)` };
+      const call = KERNEL_CALLS[s.op]!;
+      const found = mappingOf(w, s, 'mapping');
+      if (found === null) return yield { op: `${call} skipped (${str(a, 'mapping')} failed)` };
+      const mp = expectKind(w, s, found, 'single');
       if (s.op === 'dmaUnmapSingle') dmaUnmapSingle(mp.dev, mp.dma, mp.size, mp.dir);
       else if (s.op === 'dmaSyncSingleForCpu') dmaSyncSingleForCpu(mp.dev, mp.dma, mp.size, mp.dir);
       else dmaSyncSingleForDevice(mp.dev, mp.dma, mp.size, mp.dir);
       return yield { op: `${call}(${mp.dev.name}, ${hex(mp.dma)}, ${mp.size}, ${mp.dirName})` };
     }
+    case 'dmaMapSgtable': {
+      const dev = w.devices.get(str(a, 'device'))!;
+      const bufName = str(a, 'buffer');
+      const sgt = buffer(w, bufName).sgt;
+      const name = str(a, 'as');
+      if (sgt === null) {
+        w.ctx.check(false, where(w, s, `buffer '${bufName}' was never allocated`));
+        w.mappings.set(name, null);
+        return yield { op: 'dma_map_sgtable skipped' };
+      }
+      const dirName = str(a, 'dir');
+      const dir = DIRS[dirName]!;
+      const r = dmaMapSgtable(dev, sgt, dir, 0);
+      const call = `dma_map_sgtable(${dev.name}, ${bufName}, ${dirName})`;
+      if (r !== 0) {
+        w.mappings.set(name, null);
+        w.ctx.check(false, where(w, s, `${call} = ${errnoName(r)}`));
+        return yield { op: `${call} = ${errnoName(r)}` };
+      }
+      w.mappings.set(name, { kind: 'sgtable', dev, buffer: bufName, sgt, dir, dirName });
+      return yield {
+        op: `${call} = 0: ${count(sgt.origNents, 'sg entry', 'sg entries')}, ${count(sgt.nents, 'DMA segment')}`,
+      };
+    }
+    case 'dmaUnmapSgtable':
+    case 'dmaSyncSgtableForCpu':
+    case 'dmaSyncSgtableForDevice': {
+      const call = KERNEL_CALLS[s.op]!;
+      const found = mappingOf(w, s, 'mapping');
+      if (found === null) return yield { op: `${call} skipped (${str(a, 'mapping')} failed)` };
+      const mp = expectKind(w, s, found, 'sgtable');
+      if (s.op === 'dmaUnmapSgtable') dmaUnmapSgtable(mp.dev, mp.sgt, mp.dir, 0);
+      else if (s.op === 'dmaSyncSgtableForCpu') dmaSyncSgtableForCpu(mp.dev, mp.sgt, mp.dir);
+      else dmaSyncSgtableForDevice(mp.dev, mp.sgt, mp.dir);
+      return yield { op: `${call}(${mp.dev.name}, ${mp.buffer}, ${mp.dirName})` };
+    }
   }
+  if (s.op.startsWith('dmaBuf')) return yield* dmabufKernelStep(w, s);
   throw new DmalabError(`step '${s.op}' is not a kernel step`, { file: w.file, line: s.line });
+}
+
+function* mmapStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, void, undefined> {
+  const a = s.args;
+  const name = str(a, 'buffer');
+  const b = buffer(w, name);
+  let path: string;
+  let addr: number;
+  if (b.spec.kind === 'heap') {
+    const r = mmapHeap(proc, b);
+    path = r.fd < 0 ? `dma-buf ${name}` : `dma-buf ${name} fd ${r.fd}`;
+    addr = r.addr;
+  } else {
+    path = `/dev/${name}`;
+    const fd = sysOpen(proc, path);
+    addr = fd < 0 ? fd : sysMmap(proc, 0, bufferSize(b.spec), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  const want = a.expect as string | undefined;
+  const got = addr < 0 ? errnoName(addr) : null;
+  w.maps.set(str(a, 'as'), addr < 0 ? null : { proc, addr });
+  if (want !== undefined || got !== null) {
+    const ok = want === got;
+    w.ctx.check(
+      ok,
+      where(
+        w,
+        s,
+        `mmap(${path}) returned ${got ?? hex(addr)}${ok ? '' : `, expected ${want ?? 'an address'}`}`,
+      ),
+    );
+  }
+  return yield { op: `mmap(${path}, ${bufferSize(b.spec)}) = ${got ?? hex(addr)}` };
 }
 
 function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, void, undefined> {
   const a = s.args;
-  if (s.op === 'mmap') {
-    const name = str(a, 'buffer');
-    const path = `/dev/${name}`;
-    const fd = sysOpen(proc, path);
-    const size = buffer(w, name).spec.size;
-    const addr = fd < 0 ? fd : sysMmap(proc, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    const want = a.expect as string | undefined;
-    const got = addr < 0 ? errnoName(addr) : null;
-    w.maps.set(str(a, 'as'), addr < 0 ? null : { proc, addr });
-    if (want !== undefined || got !== null) {
-      const ok = want === got;
-      w.ctx.check(
-        ok,
-        where(
-          w,
-          s,
-          `mmap(${path}) returned ${got ?? hex(addr)}${ok ? '' : `, expected ${want ?? 'an address'}`}`,
-        ),
-      );
-    }
-    return yield { op: `mmap(${path}, ${size}) = ${got ?? hex(addr)}` };
-  }
+  if (s.op === 'mmap') return yield* mmapStep(w, proc, s);
+  if (s.op === 'dmaBufIoctlSync') return yield* ioctlSyncStep(w, proc, s);
   const name = str(a, 'map');
   const um = w.maps.get(name);
   if (um === undefined)
@@ -292,35 +235,138 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
   return yield { op: label };
 }
 
+/** A contiguous run of bus addresses a device transfer covers. */
+interface BusPiece {
+  readonly bus: number;
+  readonly len: number;
+  /** The DMA segment it lies in, counted from 1 (0 for a target that is one range). */
+  readonly segment: number;
+}
+
+/**
+ * Where a device transfer of `len` bytes at logical offset `off` of `target`
+ * goes: one range for a coherent buffer or a single mapping; for an sg_table
+ * or dma-buf mapping, the pieces of its DMA segments (`sg_dma_address`,
+ * `sg_dma_len`) the range covers, in order. Null when the target failed.
+ */
+function busPieces(
+  w: World,
+  s: StepSpec,
+  target: string,
+  off: number,
+  len: number,
+): { pieces: BusPiece[]; segments: number } | null {
+  const b = w.buffers.get(target);
+  if (b !== undefined) {
+    return b.dma === null ? null : { pieces: [{ bus: b.dma + off, len, segment: 0 }], segments: 0 };
+  }
+  const mp = w.mappings.get(target);
+  if (mp === undefined) usedBeforeMade(w, s, 'at', `mapping '${target}'`);
+  if (mp === null) return null;
+  if (mp.kind === 'single') return { pieces: [{ bus: mp.dma + off, len, segment: 0 }], segments: 0 };
+  const pieces: BusPiece[] = [];
+  let skip = off;
+  let left = len;
+  let segment = 0;
+  for (const sg of forEachSgtableDmaSg(mp.sgt)) {
+    segment++;
+    if (left === 0) break;
+    const segLen = sg.dmaLength;
+    if (skip >= segLen) {
+      skip -= segLen;
+      continue;
+    }
+    const n = Math.min(segLen - skip, left);
+    pieces.push({ bus: sg.dmaAddress + skip, len: n, segment });
+    left -= n;
+    skip = 0;
+  }
+  if (left > 0) {
+    w.ctx.check(false, where(w, s, `${target}'s DMA segments end ${left} bytes before offset + length`));
+  }
+  return { pieces, segments: mp.sgt.nents };
+}
+
+/** A piece's share of a transfer's duration, by its bytes (the shares add up to the whole). */
+function share(duration: number, len: number, start: number, n: number): number {
+  return Math.floor((duration * (start + n)) / len) - Math.floor((duration * start) / len);
+}
+
 function* deviceStep(w: World, dev: Device, s: StepSpec): Generator<Yielded, void, undefined> {
   const a = s.args;
   const target = str(a, 'at');
-  const bus = busAddress(w, s, target);
-  if (bus === null) return yield { op: `${s.op} skipped (${target} has no bus address: it failed)` };
-  const addr = bus + num(a, 'offset');
+  const off = num(a, 'offset');
   const len = num(a, 'length');
+  const found = busPieces(w, s, target, off, len);
+  if (found === null) return yield { op: `${s.op} skipped (${target} has no bus address: it failed)` };
   const duration = a.duration as number | undefined;
-  if (s.op === 'deviceDmaWrite') {
-    const data = fill(len, num(a, 'fill'));
-    const label = `${dev.name} writes ${len} × ${hex(num(a, 'fill'))} at ${hex(addr)} (${target})`;
+  const write = s.op === 'deviceDmaWrite';
+  const data = write ? fill(len, num(a, 'fill')) : null;
+  const what = write ? `writes ${len} × ${hex(num(a, 'fill'))}` : `reads ${len}`;
+  const { pieces, segments } = found;
+  const got = new Uint8Array(len);
+  let ok = true;
+  if (segments === 0) {
+    // One bus range: a coherent buffer or a single mapping.
+    const addr = pieces[0]!.bus;
+    const label = `${dev.name} ${what} at ${hex(addr)} (${target})`;
     if (duration === undefined) {
-      deviceDmaWrite(dev, addr, data);
-      return yield { op: label };
+      if (data !== null) deviceDmaWrite(dev, addr, data);
+      else got.set(deviceDmaRead(dev, addr, len));
+      yield { op: label };
+    } else {
+      const spec =
+        data !== null
+          ? { kind: 'dma-write' as const, bus: addr, data }
+          : { kind: 'dma-read' as const, bus: addr, len };
+      const id = submitDeviceJob(dev, spec, duration);
+      yield wait.job(id, `${label}, a job of ${duration} ns`);
+      const r = deviceJob(w.m, id)?.result ?? null;
+      if (data === null) {
+        if (r === null) ok = false;
+        else got.set(r);
+      }
     }
-    const id = submitDeviceJob(dev, { kind: 'dma-write', bus: addr, data }, duration);
-    return yield wait.job(id, `${label}, a job of ${duration} ns`);
+    if (data === null && a.expect !== undefined)
+      w.ctx.expectBytes(where(w, s, label), ok ? got : null, num(a, 'expect'));
+    return;
   }
-  const label = `${dev.name} reads ${len} at ${hex(addr)} (${target})`;
-  let got: Uint8Array | null;
+  // Scatter-gather: the device follows the mapping's DMA segments, one piece after another.
+  const label = `${dev.name} ${what} at ${target}+${off} (${count(pieces.length, 'piece')} of ${count(segments, 'DMA segment')})`;
+  const piece = (p: BusPiece): string =>
+    `${p.len} at ${hex(p.bus)} (${target} segment ${p.segment} of ${segments})`;
+  let done = 0;
   if (duration === undefined) {
-    got = deviceDmaRead(dev, addr, len);
-    yield { op: label };
+    for (const p of pieces) {
+      if (data !== null) deviceDmaWrite(dev, p.bus, data.subarray(done, done + p.len));
+      else got.set(deviceDmaRead(dev, p.bus, p.len), done);
+      done += p.len;
+    }
+    const shown = pieces.slice(0, 4).map((p) => `${p.len} at ${hex(p.bus)}`);
+    if (pieces.length > 4) shown.push('…');
+    yield { op: `${label}: ${shown.join(', ')}` };
   } else {
-    const id = submitDeviceJob(dev, { kind: 'dma-read', bus: addr, len }, duration);
-    yield wait.job(id, `${label}, a job of ${duration} ns`);
-    got = deviceJob(w.m, id)?.result ?? null;
+    // One job per piece, each submitted when the one before completes, taking its share of the duration.
+    const verb = data !== null ? 'writes' : 'reads';
+    for (const p of pieces) {
+      const ns = share(duration, len, done, p.len);
+      const spec =
+        data !== null
+          ? { kind: 'dma-write' as const, bus: p.bus, data: data.subarray(done, done + p.len) }
+          : { kind: 'dma-read' as const, bus: p.bus, len: p.len };
+      const id = submitDeviceJob(dev, spec, ns);
+      yield wait.job(id, `${dev.name} ${verb} ${piece(p)}, a job of ${ns} ns`);
+      const r = deviceJob(w.m, id)?.result ?? null;
+      if (data === null) {
+        if (r === null) ok = false;
+        else got.set(r, done);
+      }
+      done += p.len;
+    }
   }
-  if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
+  if (data === null && a.expect !== undefined) {
+    w.ctx.expectBytes(where(w, s, label), ok ? got : null, num(a, 'expect'));
+  }
 }
 
 function* agentBody(w: World, spec: AgentSpec): AgentBody {
@@ -350,7 +396,10 @@ export function declarativeAgents(
     devices: new Map(),
     buffers: new Map(),
     mappings: new Map(),
+    attachments: new Map(),
     maps: new Map(),
+    scratch: new Map(),
+    allocator: null,
   };
   for (const d of body.devices) w.devices.set(d.name, addDevice(m, d));
   setupBuffers(w, body.buffers);
@@ -365,8 +414,9 @@ export function declarativeAgents(
         continue;
       }
       const b = buffer(w, c.read);
-      if (b.cpu === null) ctx.check(false, `${label}: the buffer was never allocated`);
-      else ctx.expectBytes(label, kernelRead(m, b.cpu + c.offset, c.length), c.equals);
+      if (!allocated(b)) {
+        ctx.check(false, `${label}: the buffer was never allocated`);
+      } else ctx.expectBytes(label, kernelReadBuffer(w, b, c.offset, c.length, label), c.equals);
     }
   };
   return { agents, final };

@@ -1,0 +1,177 @@
+/**
+ * The named things of a declarative scenario's run — devices, buffers,
+ * mappings, attachments, user mappings — and the small helpers every kind
+ * of step shares.
+ */
+
+import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaDataDirection } from '../../dma/index.js';
+import type { DmaBuf, DmaBufAttachment } from '../../dmabuf/index.js';
+import type { SgTable } from '../../lib/index.js';
+import {
+  type Device,
+  type DmaAddr,
+  DmalabError,
+  formatHex,
+  type KernelVa,
+  type Machine,
+  type Page,
+} from '../../machine/index.js';
+import type { Process } from '../../mm/index.js';
+import type { RunContext } from '../runtime.js';
+import type { BufferSetup, StepSpec } from '../types.js';
+
+export const DIRS: Readonly<Record<string, DmaDataDirection>> = {
+  DMA_TO_DEVICE,
+  DMA_FROM_DEVICE,
+  DMA_BIDIRECTIONAL,
+};
+
+/** A buffer of the setup and what its allocation gave; fields a kind does not use stay null. */
+export interface Buffer {
+  readonly spec: BufferSetup;
+  readonly dev: Device | null;
+  /** kmalloc and coherent buffers: the kernel address. */
+  cpu: KernelVa | null;
+  /** Coherent buffers: the bus address. */
+  dma: DmaAddr | null;
+  /** pages buffers: the pages, in buffer order, and the sg_table over them. */
+  pages: Page[] | null;
+  sgt: SgTable | null;
+  /** heap buffers: the dma-buf, its kernel mapping (dma_buf_vmap, made at the first kernel access). */
+  dmabuf: DmaBuf | null;
+  vmap: KernelVa | null;
+  /** heap buffers: each process's fd for the dma-buf, by pid. */
+  readonly fds: Map<number, number>;
+}
+
+/** A DMA mapping a step made: a single range, a pages buffer's sg_table, or a mapped dma-buf attachment. */
+export type Mapping =
+  | {
+      readonly kind: 'single';
+      readonly dev: Device;
+      readonly dma: DmaAddr;
+      readonly size: number;
+      readonly dir: DmaDataDirection;
+      readonly dirName: string;
+    }
+  | {
+      readonly kind: 'sgtable';
+      readonly dev: Device;
+      readonly buffer: string;
+      readonly sgt: SgTable;
+      readonly dir: DmaDataDirection;
+      readonly dirName: string;
+    }
+  | {
+      readonly kind: 'dmabuf';
+      readonly dev: Device;
+      readonly buffer: string;
+      readonly attachment: DmaBufAttachment;
+      readonly sgt: SgTable;
+      readonly dir: DmaDataDirection;
+      readonly dirName: string;
+    };
+
+/** A dma-buf attachment a step made; its buffer and device kept by name, as the handle dies at detach. */
+export interface Attachment {
+  readonly buffer: string;
+  readonly dev: Device;
+  readonly at: DmaBufAttachment;
+}
+
+export interface UserMap {
+  readonly proc: Process;
+  readonly addr: number;
+}
+
+/** The run's named things. */
+export interface World {
+  readonly m: Machine;
+  readonly ctx: RunContext;
+  readonly file: string;
+  readonly devices: Map<string, Device>;
+  readonly buffers: Map<string, Buffer>;
+  /** Null when the mapping failed (later steps on it are skipped). */
+  readonly mappings: Map<string, Mapping | null>;
+  readonly attachments: Map<string, Attachment | null>;
+  readonly maps: Map<string, UserMap | null>;
+  /** A page of user memory per process (by pid) for ioctl arguments. */
+  readonly scratch: Map<number, number>;
+  /** The process that allocates heap buffers (spawned by the first). */
+  allocator: Process | null;
+}
+
+export function num(args: Readonly<Record<string, unknown>>, key: string, def = 0): number {
+  const x = args[key];
+  return typeof x === 'number' ? x : def;
+}
+
+export function str(args: Readonly<Record<string, unknown>>, key: string): string {
+  return String(args[key]);
+}
+
+export function fill(length: number, value: number): Uint8Array {
+  return new Uint8Array(length).fill(value);
+}
+
+/** `1 DMA segment`, `4 DMA segments`: counts in the timeline. */
+export function count(n: number, what: string, plural = `${what}s`): string {
+  return `${n} ${n === 1 ? what : plural}`;
+}
+
+export function hex(n: number): string {
+  return formatHex(n);
+}
+
+/** `file:line: what`, for byte conditions. */
+export function where(w: World, s: StepSpec, what: string): string {
+  return `${w.file}:${s.line}: ${what}`;
+}
+
+export function buffer(w: World, name: string): Buffer {
+  return w.buffers.get(name)!;
+}
+
+/** A buffer's size in bytes (a pages buffer's is its pages'). */
+export function bufferSize(spec: BufferSetup): number {
+  return spec.kind === 'pages' ? spec.pages * 4096 : spec.size;
+}
+
+/** A name used before the step that binds it ran: the scenario orders its agents wrongly. */
+export function usedBeforeMade(w: World, s: StepSpec, field: string, what: string): never {
+  throw new DmalabError(`${what} used before the step that makes it (wait for a signal first)`, {
+    file: w.file,
+    line: s.line,
+    field,
+  });
+}
+
+/** Whether the setup (or, for coherent-for-mmap, the first open) allocated the buffer. */
+export function allocated(b: Buffer): boolean {
+  return b.cpu !== null || b.pages !== null || b.dmabuf !== null;
+}
+
+/** A mapping of the kind a step needs; parse.ts refuses any other, so this only guards the invariant. */
+export function expectKind<K extends Mapping['kind']>(
+  w: World,
+  s: StepSpec,
+  mp: Mapping,
+  kind: K,
+): Extract<Mapping, { kind: K }> {
+  if (mp.kind !== kind) {
+    throw new DmalabError(`'${str(s.args, 'mapping')}' is not a ${kind} mapping`, {
+      file: w.file,
+      line: s.line,
+      field: 'mapping',
+    });
+  }
+  return mp as Extract<Mapping, { kind: K }>;
+}
+
+/** The mapping a step names: null when it failed; a DmalabError when no step made it yet. */
+export function mappingOf(w: World, s: StepSpec, field: string): Mapping | null {
+  const name = str(s.args, field);
+  const mp = w.mappings.get(name);
+  if (mp === undefined) usedBeforeMade(w, s, field, `mapping '${name}'`);
+  return mp;
+}
