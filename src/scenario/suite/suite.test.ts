@@ -31,6 +31,15 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   'pageless-dma-to-pmem': { parisc: [S], 'parisc-pcxl': [S] },
   'pageless-dma-to-pmem-ci-user': {},
   'pageless-dma-to-ioremap': {},
+  'sg-rx-read-before-sync': {
+    x86_64: [O],
+    'arm64-coherent': [O],
+    'arm64-noncoherent': [O, S, S],
+    parisc: [O],
+    'parisc-pcxl': [O],
+    'swiotlb-force': [O, S, S],
+  },
+  'sg-rx-sync-for-cpu': {},
   'sg-page-list-cpu-iterator': {
     x86_64: [U, U, U],
     'arm64-coherent': [U, U, U],
@@ -66,6 +75,15 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
     'parisc-pcxl': [O],
     'swiotlb-force': [O, S],
   },
+  'dmabuf-mmap-write-unbracketed': {
+    x86_64: [O],
+    'arm64-coherent': [O],
+    'arm64-noncoherent': [O, S, S, S, S],
+    parisc: [O, S, S],
+    'parisc-pcxl': [O, S, S, S, S],
+    'swiotlb-force': [O, S, S, S, S],
+  },
+  'dmabuf-mmap-write-bracketed': { parisc: [S, S], 'parisc-pcxl': [S, S, S, S] },
   'dmabuf-two-driver-table': {
     x86_64: [O, O, O, O],
     'arm64-coherent': [O, O, O, O],
