@@ -6,6 +6,7 @@ import {
   createMachine,
   DMA_RESV_USAGE_BOOKKEEP,
   DmalabError,
+  DRM_FILE_PAGE_OFFSET_START,
   dmaFenceContextAlloc,
   dmaFenceInit,
   dmaFenceSignal,
@@ -17,6 +18,7 @@ import {
   drmGemHandleCreate,
   drmGemHandleDelete,
   drmVmaNodeOffsetAddr,
+  drmVmaNodeStart,
   EACCES,
   EBUSY,
   EINVAL,
@@ -41,6 +43,7 @@ import {
   spawnProcess,
   sysMmap,
   sysOpen,
+  TTM_PL_FLAG_TOPDOWN,
   TTM_PL_SYSTEM,
   TTM_PL_TT,
   TTM_PL_VRAM,
@@ -159,6 +162,52 @@ describe('swap-out under pressure', () => {
     expect(a.placementName).toBe('system');
     expect(rig.gpu.ttPages).toBe(8);
     expect(userRead(rig.app, va, 8 * P)).toEqual(pattern(1, 8));
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+});
+
+describe('range allocation: drm_mm best fit (DRM_MM_INSERT_BEST)', () => {
+  /** Objects of these page counts in VRAM, settled (their clears done). */
+  function vramObjects(rig: ReturnType<typeof gpuRig>, pages: number[]) {
+    const bos = pages.map((n) => {
+      const bo = ttmBoInitValidate(rig.gpu, n * P, ttm_bo_type_device, VRAM);
+      if (typeof bo === 'number') throw new Error(String(bo));
+      return bo;
+    });
+    advanceTime(rig.m, 10_000);
+    return bos;
+  }
+
+  it('fake offsets freed by released objects are reused smallest hole first (drm_vma_offset_add)', () => {
+    const rig = gpuRig();
+    const [a, b, c, d] = vramObjects(rig, [4, 2, 2, 2]);
+    const S = DRM_FILE_PAGE_OFFSET_START;
+    expect([a, b, c, d].map((x) => drmVmaNodeStart(x!.vmaNode))).toEqual([S, S + 4, S + 6, S + 8]);
+    ttmBoPut(a!); // frees [S, S + 4)
+    ttmBoPut(c!); // frees [S + 6, S + 8)
+    const [x, y] = vramObjects(rig, [2, 4]);
+    // First fit would hand out S and then S + 10.
+    expect([drmVmaNodeStart(x!.vmaNode), drmVmaNodeStart(y!.vmaNode)]).toEqual([S + 6, S]);
+    expect(drmVmaNodeOffsetAddr(y!.vmaNode)).toBe(S * P);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('VRAM pages freed by released objects are reused smallest hole first (ttm_range_man_alloc)', () => {
+    const rig = gpuRig(); // 16 pages of VRAM
+    const [a, b, c, d] = vramObjects(rig, [4, 2, 2, 2]);
+    expect([a, b, c, d].map((x) => x!.resourceStart)).toEqual([0, 4, 6, 8]);
+    ttmBoPut(a!);
+    ttmBoPut(c!);
+    expect(rig.gpu.managerUsage(TTM_PL_VRAM)).toBe(4);
+    const [x, y] = vramObjects(rig, [2, 4]);
+    // First fit would place them at 0 and 10.
+    expect([x!.resourceStart, y!.resourceStart]).toEqual([6, 0]);
+    const top = ttmBoInitValidate(rig.gpu, 2 * P, ttm_bo_type_device, {
+      numPlacement: 1,
+      placement: [{ fpfn: 0, lpfn: 0, memType: TTM_PL_VRAM, flags: TTM_PL_FLAG_TOPDOWN }],
+    });
+    if (typeof top === 'number') throw new Error(String(top));
+    expect(top.resourceStart).toBe(14); // DRM_MM_INSERT_HIGH: the top of the highest hole
     expect(machineFindings(rig.m)).toEqual([]);
   });
 });
