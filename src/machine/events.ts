@@ -767,8 +767,12 @@ export interface BoMoveEvent extends EventBase {
   from: string;
   to: string;
   pfns: readonly number[];
-  reason: 'create' | 'validate' | 'evict' | 'populate' | 'swapout';
-  /** Whether the user PTEs of the object were shot down first (false only in a deliberately broken driver). */
+  reason: 'validate' | 'evict' | 'populate' | 'swapout';
+  /**
+   * Whether the user PTEs of the object were shot down first: false in a
+   * deliberately broken driver, and when an object is purged (validated
+   * with an empty placement), which the kernel leaves to the driver.
+   */
   unmapped: boolean;
 }
 
