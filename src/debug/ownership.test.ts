@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { buffer, codes, kread, kwrite, machine } from '../../test/debug-kit.js';
 import {
+  DMA_ATTR_SKIP_CPU_SYNC,
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
   DMA_TO_DEVICE,
   dmaMappingError,
   dmaMapSingle,
+  dmaMapSingleAttrs,
   dmaSyncSingleForCpu,
   dmaSyncSingleForDevice,
   dmaSyncSingleRangeForCpu,
@@ -13,15 +15,23 @@ import {
 } from '../dma/index.js';
 import {
   addDevice,
+  allocPages,
+  colourOf,
+  cpuRead,
   type Device,
   type DmaAddr,
+  deviceCoherentColour,
   deviceDmaRead,
   deviceDmaWrite,
+  GFP_KERNEL,
   type KernelVa,
   machineFindings,
   PAGE_OFFSET,
+  pageAddress,
+  pageToPhys,
   runVerdict,
 } from '../machine/index.js';
+import { PAGE_KERNEL, VM_MAP, vmap } from '../mm/index.js';
 
 function map(dev: Device, va: KernelVa | number, size: number, dir: 0 | 1 | 2): DmaAddr {
   const a = dmaMapSingle(dev, va, size, dir);
@@ -287,5 +297,42 @@ describe('ownership: the other violations', () => {
       ['OWNERSHIP', 'shared-devices', 'cam0'],
     ]);
     expect(machineFindings(m)[0]!.message).toContain('that device isp0 (another coherency domain) owns too');
+  });
+});
+
+describe('ownership: DMA_ATTR_SKIP_CPU_SYNC on a PA-RISC coherence-index device', () => {
+  // The device is coherent with the lines of the alias its IOMMU entry names (the kernel's linear
+  // address, as sba sets it up), and with no other: a CPU access through that alias needs no sync,
+  // one through a non-congruent alias does.
+  const run = () => {
+    const { m, dev } = machine('parisc');
+    const page = allocPages(m, GFP_KERNEL, 0)!;
+    const buf = pageAddress(page);
+    const other = vmap(m, [page], 1, VM_MAP, PAGE_KERNEL)!;
+    kwrite(m, buf, new Array(64).fill(0));
+    const a = dmaMapSingleAttrs(dev, buf, 64, DMA_FROM_DEVICE, DMA_ATTR_SKIP_CPU_SYNC);
+    expect(dmaMappingError(dev, a)).toBe(0);
+    deviceDmaWrite(dev, a, new Uint8Array(64).fill(0x77));
+    return { m, dev, a, buf, other, pa: pageToPhys(page) };
+  };
+
+  it('the aliases really differ in colour, and the device is coherent with the linear one', () => {
+    const { m, dev, a, buf, other, pa } = run();
+    expect(deviceCoherentColour(dev, a)).toBe(colourOf(m.hw.cache, buf, pa));
+    expect(colourOf(m.hw.cache, other, pa)).not.toBe(colourOf(m.hw.cache, buf, pa));
+  });
+
+  it('a load through the alias the device is coherent with sees its bytes and is not a finding', () => {
+    const { m, buf } = run();
+    expect(kread(m, buf, 8)).toEqual(new Array(8).fill(0x77));
+    expect(codes(m)).toEqual([]);
+  });
+
+  it('a load through another alias is an ownership violation', () => {
+    const { m, other, pa } = run();
+    const out = new Uint8Array(8);
+    cpuRead(m, pa, other, 'cached', out, 0, 8);
+    expect(codes(m)).toEqual(['OWNERSHIP']);
+    expect(machineFindings(m)[0]!.details).toMatchObject({ kind: 'cpu-load', access: { va: other, len: 8 } });
   });
 });

@@ -20,9 +20,12 @@
 
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, dmaDirName } from '../dma/index.js';
 import {
+  ALL_COLOURS,
   type CpuAccessEvent,
   captureStack,
+  colourOf,
   type DeviceAccessEvent,
+  deviceCoherentColour,
   formatHex,
   formatHex16,
   type Machine,
@@ -305,16 +308,49 @@ function firstEntryOf(st: DebugState, buf: Buf): Entry | null {
   return null;
 }
 
+/** The bus address at which `buf`'s device reaches logical byte `at`, or -1. */
+function busAddrOf(st: DebugState, buf: Buf, at: number): number {
+  const d = st.devs[buf.dev];
+  if (d === undefined) return -1;
+  for (const e of d.sorted) {
+    if (e.buf === buf && at >= e.bufOff && at < e.bufOff + e.size) return e.dmaAddr + (at - e.bufOff);
+  }
+  return -1;
+}
+
 /**
  * A mapping made with DMA_ATTR_SKIP_CPU_SYNC whose driver keeps the CPU
  * side coherent without syncs: the device works on the memory itself (no
- * bounce slot) and either the access bypasses the caches or the device
- * snoops them. Then no CPU access needs to wait for an ownership change
- * (seed 003's first remedy: coherent or uncached buffers only).
+ * bounce slot) and the access to physical `[lo, hi)` (logical offset `at`)
+ * either bypasses the caches or goes through lines the device sees: all of
+ * them when it snoops, or, for a PA-RISC coherence-index device, those of
+ * the one alias its IOMMU entries name. Then no CPU access needs to wait
+ * for an ownership change (seed 003's first remedy: coherent or uncached
+ * buffers only).
  */
-function coherentForCpu(m: Machine, buf: Buf, ev: CpuAccessEvent): boolean {
+function coherentForCpu(
+  m: Machine,
+  st: DebugState,
+  buf: Buf,
+  ev: CpuAccessEvent,
+  lo: number,
+  hi: number,
+  at: number,
+): boolean {
   if (!buf.skipSync || buf.bounced) return false;
-  return ev.attr !== 'cached' || m.hw.devices[buf.dev]?.coherence === 'snoop';
+  if (ev.attr !== 'cached') return true;
+  const coherence = m.hw.devices[buf.dev]?.coherence;
+  if (coherence === 'snoop') return true;
+  const dev = m.devices[buf.dev];
+  if (coherence !== 'ci' || dev === undefined) return false;
+  // The coherence index is per IOMMU page: every page of the access must go through its alias.
+  for (let pa = lo; pa < hi; pa = (Math.floor(pa / PAGE_SIZE) + 1) * PAGE_SIZE) {
+    const bus = busAddrOf(st, buf, at + (pa - lo));
+    if (bus < 0) return false;
+    const colour = deviceCoherentColour(dev, bus);
+    if (colour !== ALL_COLOURS && colour !== colourOf(m.hw.cache, ev.va + (pa - ev.pa), pa)) return false;
+  }
+  return true;
 }
 
 /** OWNERSHIP and SHARED_CACHELINE for a CPU load or store (not an internal copy). */
@@ -331,7 +367,11 @@ export function cpuAccessOwnership(m: Machine, st: DebugState, ev: CpuAccessEven
       const len = p[i + 1]!;
       const lo = Math.max(ev.pa, start);
       const hi = Math.min(end, start + len);
-      if (lo < hi && !coherentForCpu(m, buf, ev) && deviceOwnsAny(buf, off + lo - start, off + hi - start)) {
+      if (
+        lo < hi &&
+        deviceOwnsAny(buf, off + lo - start, off + hi - start) &&
+        !coherentForCpu(m, st, buf, ev, lo, hi, off + lo - start)
+      ) {
         if (ev.write) cpuViolation(m, st, buf, CPU_STORE, ev, lo, hi);
         else if (buf.dir === DMA_FROM_DEVICE || buf.dir === DMA_BIDIRECTIONAL) {
           cpuViolation(m, st, buf, CPU_LOAD, ev, lo, hi);

@@ -17,7 +17,15 @@
 import { ALL_COLOURS, cacheSnoopRead, cacheSnoopWrite } from './cache.js';
 import { DmalabError } from './errors.js';
 import { DMA_UNREACHABLE, IOMMU_FAULT, reportFinding } from './findings.js';
-import { IommuDomain, iommuDomainAlloc, iommuTranslate, type Translation } from './iommu.js';
+import {
+  IommuDomain,
+  iommuCoherenceIndex,
+  iommuDomainAlloc,
+  iommuIovaProt,
+  iommuIovaToPhys,
+  iommuTranslate,
+  type Translation,
+} from './iommu.js';
 import type { Machine } from './machine.js';
 import { addPhysRegion, physRegionFor } from './physmap.js';
 import { memRead, memWrite } from './physmem.js';
@@ -285,12 +293,28 @@ export function deviceDmaAccess(
   return result;
 }
 
+/** The colour a device access to `pa` is coherent with: `ALL_COLOURS` (snooping), -2 (none), or one colour (ci). */
 function colourFor(m: Machine, coherence: Coherence, ci: number, pa: number): number {
   if (coherence === 'snoop') return ALL_COLOURS;
   if (coherence === 'none' || ci < 0) return -2; // not coherent with any line
   const colours = m.hw.cache.colours;
   const c = (ci - Math.floor(pa / PAGE_SIZE)) % colours;
   return c < 0 ? c + colours : c;
+}
+
+/**
+ * Which cache lines a device's access at bus address `bus` would see and
+ * update (the hardware's answer, for checkers): `ALL_COLOURS` for a snooping
+ * device, -2 for a non-snooping one or a bus address its IOMMU does not
+ * map, else the one colour its IOMMU entry's coherence index names (PA-RISC
+ * `ccio`/`sba`: coherent with the kernel alias the entry was set up for).
+ */
+export function deviceCoherentColour(dev: Device, bus: number): number {
+  const s = dev.state;
+  if (s.coherence === 'snoop') return ALL_COLOURS;
+  const domain = dev.iommuDomain;
+  if (s.coherence === 'none' || domain === null || iommuIovaProt(domain, bus) === 0) return -2;
+  return colourFor(dev.machine, 'ci', iommuCoherenceIndex(domain, bus), iommuIovaToPhys(domain, bus));
 }
 
 function sameColour(m: Machine, ci1: number, ci2: number, pa1: number, pa2: number): boolean {

@@ -30,6 +30,7 @@ export {
   type DmaAccessStatus,
   deviceBusLimit,
   deviceByName,
+  deviceCoherentColour,
   deviceDmaAccess,
   deviceDmaRead,
   deviceDmaWrite,
