@@ -176,9 +176,15 @@ function accessBuf(
     );
   }
   // An earlier access of the same agent that this one covers adds nothing (this one is later in its order).
-  b.records = b.records.filter((r) => !(r.agent === a && r.lo >= lo && r.hi <= hi && (write || !r.write)));
-  b.records.push(rec);
-  if (b.records.length > MAX_RECORDS) b.records.shift();
+  const recs = b.records;
+  let kept = 0;
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!;
+    if (!(r.agent === a && r.lo >= lo && r.hi <= hi && (write || !r.write))) recs[kept++] = r;
+  }
+  recs.length = kept;
+  recs.push(rec);
+  if (recs.length > MAX_RECORDS) recs.shift();
 }
 
 function cpuAccess(m: Machine, s: OrderingState, ev: CpuAccessEvent): void {
@@ -250,9 +256,13 @@ export function attachOrdering(m: Machine): void {
       mm.layers.ordering = structuredClone(snap as OrderingState);
       if (orderingState(mm).bufs.size > 0) watch();
     },
+    // Everything that decides a future finding: clocks and what will join into them (fence clocks,
+    // containers' components, queued and pushed jobs, which completions the CPU sees), the records
+    // to compare with, and which pairs were reported already.
     hash: (mm, h: Hasher) => {
       const s = orderingState(mm);
-      h.value(s.agents).value(s.clocks).value(s.fenceClocks).value(s.jobClocks).value(s.bufs);
+      h.value(s.agents).value(s.clocks).value(s.fenceClocks).value(s.components).value(s.jobClocks);
+      h.value(s.schedEngineJobs).value(s.pushed).value(s.bufs).value(s.reported);
     },
   });
   bus.on('dmabuf-export', (ev) => {

@@ -9,8 +9,17 @@ import {
 } from '../dma/index.js';
 import { deviceDmaWrite, machineHash, restoreMachine, snapshotMachine } from '../machine/index.js';
 import { observedReads } from './index.js';
+import { type OrderingState, orderingState } from './ordering.js';
+import { debugState } from './state.js';
 
 describe('the checker’s state in snapshots', () => {
+  it('hashes the pages UNMAPPED_DMA has already reported (they are not reported again)', () => {
+    const { m } = machine('x86_64');
+    const before = machineHash(m);
+    debugState(m).unmappedSeen.add(0x1234);
+    expect(machineHash(m)).not.toBe(before);
+  });
+
   it('restores entries, ownership, the shadow and the observed log in place', () => {
     const { m, dev } = machine('arm64-noncoherent');
     const buf = buffer(m);
@@ -66,4 +75,25 @@ describe('the checker’s state in snapshots', () => {
     kwrite(two.m, b1 + 1, [0]); // memory equal, but the oracle now knows one more byte
     expect(machineHash(one.m)).not.toBe(machineHash(two.m));
   });
+});
+
+describe('the dma-buf ordering state in the machine hash', () => {
+  // Each part below decides a later DMABUF_UNORDERED finding, so two states that differ in it
+  // must not hash alike (the explorer merges states by hash).
+  const parts: [string, (s: OrderingState) => void][] = [
+    ['a container fence’s components', (s) => s.components.set(7, [3, 4])],
+    ['a pushed scheduler job', (s) => s.pushed.set(5, { clock: [1], deps: [3] })],
+    ['an engine job that came from the scheduler', (s) => s.schedEngineJobs.push(9)],
+    ['a reported pair', (s) => s.reported.push('1:2')],
+    ['a queued job’s clock', (s) => s.jobClocks.set(2, [1, 1])],
+    ['a signalled fence’s clock', (s) => s.fenceClocks.set(3, [2])],
+  ];
+  for (const [what, change] of parts) {
+    it(`covers ${what}`, () => {
+      const { m } = machine('x86_64');
+      const before = machineHash(m);
+      change(orderingState(m));
+      expect(machineHash(m)).not.toBe(before);
+    });
+  }
 });

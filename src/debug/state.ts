@@ -317,6 +317,8 @@ function hashState(st: DebugState, h: Hasher): void {
       .word(v.count)
       .word(v.clean ? 1 : 0);
   h.word(st.overlapWarned ? 1 : 0);
+  // Pages already reported by UNMAPPED_DMA are not reported again.
+  h.value([...st.unmappedSeen].sort((a, b) => a - b));
   h.value(st.bounces);
   const views = [...st.views].filter(([, v]) => v.cached + v.uncached > 0).sort((a, b) => a[0] - b[0]);
   h.word(views.length);
