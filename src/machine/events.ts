@@ -12,7 +12,7 @@
  *
  * | type | emitted by | meaning |
  * |---|---|---|
- * | cpu-access | machine/cpu | a CPU load or store at a physical address with an attribute |
+ * | cpu-access | machine/cpu | a CPU load or store at a physical address with an attribute, through an address space (`mm`) |
  * | device-access | machine/device | a device DMA read or write, per physically contiguous piece |
  * | cache-fill | machine/cache | lines filled from memory (speculative fills flagged) |
  * | cache-writeback | machine/cache | dirty lines written to memory (eviction, clean, flush) |
@@ -76,6 +76,13 @@ export interface CpuAccessEvent extends EventBase {
   attr: MemAttr;
   /** Who accessed: `kernel`, a process name, or an internal copier such as `swiotlb`. */
   agent: string;
+  /**
+   * Address space the access went through: 0 for the kernel's (linear map,
+   * vmalloc, ioremap, internal copiers such as swiotlb), else the owning
+   * process's pid (its own loads and stores, and copy_to/from_user on its
+   * behalf). Names repeat across processes; this does not.
+   */
+  mm: number;
   /** The bytes read or written (a view valid during the call). */
   data: Uint8Array;
 }
