@@ -3,9 +3,11 @@ import { gpuRig, mapBo, newBo, pattern } from '../../test/bo-kit.js';
 import {
   addGpu,
   advanceTime,
+  clearFindings,
   createMachine,
   DMA_RESV_USAGE_BOOKKEEP,
   DmalabError,
+  DRM_FILE_PAGE_OFFSET_START,
   dmaFenceContextAlloc,
   dmaFenceInit,
   dmaFenceSignal,
@@ -13,13 +15,16 @@ import {
   dmaResvIsLocked,
   dmaResvLock,
   dmaResvReserveFences,
+  dmaResvTestSignaled,
   dmaResvUnlock,
   drmGemHandleCreate,
   drmGemHandleDelete,
   drmVmaNodeOffsetAddr,
+  drmVmaNodeStart,
   EACCES,
   EBUSY,
   EINVAL,
+  ENOENT,
   ENOMEM,
   fget,
   fputFile,
@@ -41,15 +46,19 @@ import {
   spawnProcess,
   sysMmap,
   sysOpen,
+  TTM_PL_FLAG_TOPDOWN,
   TTM_PL_SYSTEM,
   TTM_PL_TT,
   TTM_PL_VRAM,
+  TTM_TT_FLAG_ZERO_ALLOC,
   ttm_bo_type_device,
+  ttmBoEvictFirst,
   ttmBoInitValidate,
   ttmBoPin,
   ttmBoPut,
   ttmBoReserve,
   ttmBoSwapout,
+  ttmBoUnmapVirtual,
   ttmBoUnpin,
   ttmBoUnreserve,
   ttmBoValidate,
@@ -159,6 +168,143 @@ describe('swap-out under pressure', () => {
     expect(a.placementName).toBe('system');
     expect(rig.gpu.ttPages).toBe(8);
     expect(userRead(rig.app, va, 8 * P)).toEqual(pattern(1, 8));
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+});
+
+describe('range allocation: drm_mm best fit (DRM_MM_INSERT_BEST)', () => {
+  /** Objects of these page counts in VRAM, settled (their clears done). */
+  function vramObjects(rig: ReturnType<typeof gpuRig>, pages: number[]) {
+    const bos = pages.map((n) => {
+      const bo = ttmBoInitValidate(rig.gpu, n * P, ttm_bo_type_device, VRAM);
+      if (typeof bo === 'number') throw new Error(String(bo));
+      return bo;
+    });
+    advanceTime(rig.m, 10_000);
+    return bos;
+  }
+
+  it('fake offsets freed by released objects are reused smallest hole first (drm_vma_offset_add)', () => {
+    const rig = gpuRig();
+    const [a, b, c, d] = vramObjects(rig, [4, 2, 2, 2]);
+    const S = DRM_FILE_PAGE_OFFSET_START;
+    expect([a, b, c, d].map((x) => drmVmaNodeStart(x!.vmaNode))).toEqual([S, S + 4, S + 6, S + 8]);
+    ttmBoPut(a!); // frees [S, S + 4)
+    ttmBoPut(c!); // frees [S + 6, S + 8)
+    const [x, y] = vramObjects(rig, [2, 4]);
+    // First fit would hand out S and then S + 10.
+    expect([drmVmaNodeStart(x!.vmaNode), drmVmaNodeStart(y!.vmaNode)]).toEqual([S + 6, S]);
+    expect(drmVmaNodeOffsetAddr(y!.vmaNode)).toBe(S * P);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('VRAM pages freed by released objects are reused smallest hole first (ttm_range_man_alloc)', () => {
+    const rig = gpuRig(); // 16 pages of VRAM
+    const [a, b, c, d] = vramObjects(rig, [4, 2, 2, 2]);
+    expect([a, b, c, d].map((x) => x!.resourceStart)).toEqual([0, 4, 6, 8]);
+    ttmBoPut(a!);
+    ttmBoPut(c!);
+    expect(rig.gpu.managerUsage(TTM_PL_VRAM)).toBe(4);
+    const [x, y] = vramObjects(rig, [2, 4]);
+    // First fit would place them at 0 and 10.
+    expect([x!.resourceStart, y!.resourceStart]).toEqual([6, 0]);
+    const top = ttmBoInitValidate(rig.gpu, 2 * P, ttm_bo_type_device, {
+      numPlacement: 1,
+      placement: [{ fpfn: 0, lpfn: 0, memType: TTM_PL_VRAM, flags: TTM_PL_FLAG_TOPDOWN }],
+    });
+    if (typeof top === 'number') throw new Error(String(top));
+    expect(top.resourceStart).toBe(14); // DRM_MM_INSERT_HIGH: the top of the highest hole
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+});
+
+describe('ttm_bo_validate: early return and pipeline gutting', () => {
+  const EMPTY = { numPlacement: 0, placement: [] };
+
+  function settledVram(rig: ReturnType<typeof gpuRig>, pages: number) {
+    const bo = ttmBoInitValidate(rig.gpu, pages * P, ttm_bo_type_device, VRAM);
+    if (typeof bo === 'number') throw new Error(String(bo));
+    advanceTime(rig.m, 10_000);
+    return bo;
+  }
+
+  it('a new object has no resource before its first validate: one move, from none straight to VRAM', () => {
+    const rig = gpuRig();
+    const moves: string[] = [];
+    rig.m.bus.on('bo-move', (ev) => moves.push(`${ev.from}->${ev.to}`));
+    const bo = settledVram(rig, 2);
+    expect(moves).toEqual(['none->vram']);
+    expect(rig.gpu.managerUsage(TTM_PL_SYSTEM)).toBe(0);
+    // Already compatible: 0 at once, no move.
+    expect(ttmBoReserve(bo, true, false)).toBe(0);
+    expect(ttmBoValidate(bo, VRAM, ttmOperationCtx())).toBe(0);
+    ttmBoUnreserve(bo);
+    expect(moves).toEqual(['none->vram']);
+  });
+
+  it('an empty placement frees an idle object’s memory now and leaves it with no resource', () => {
+    const rig = gpuRig();
+    const bo = settledVram(rig, 4);
+    expect(ttmBoReserve(bo, true, false)).toBe(0);
+    expect(ttmBoValidate(bo, EMPTY, ttmOperationCtx())).toBe(0);
+    // Not SYSTEM: bo->resource is NULL after ttm_bo_pipeline_gutting.
+    expect([bo.memType, bo.placementName, bo.resourceStart]).toEqual([-1, 'none', -1]);
+    expect([rig.gpu.managerUsage(TTM_PL_VRAM), rig.gpu.managerUsage(TTM_PL_SYSTEM)]).toEqual([0, 0]);
+    // An unpopulated tt marked to be cleared if it is populated again.
+    expect(bo.state.tt?.populated).toBe(false);
+    expect(bo.state.tt!.pageFlags & TTM_TT_FLAG_ZERO_ALLOC).toBe(TTM_TT_FLAG_ZERO_ALLOC);
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(-ENOENT); // on no LRU
+    // It can be placed again.
+    expect(ttmBoValidate(bo, VRAM, ttmOperationCtx())).toBe(0);
+    ttmBoUnreserve(bo);
+    expect(bo.placementName).toBe('vram');
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('a busy object is gutted without waiting: a ghost keeps its memory until its fences signal', () => {
+    const rig = gpuRig();
+    const bo = settledVram(rig, 4);
+    const resv = resvHandle(rig.m, bo.state.resv);
+    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
+    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
+    expect(dmaResvLock(resv, null)).toBe(0);
+    expect(dmaResvReserveFences(resv, 1)).toBe(0);
+    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    const t = rig.m.clock.time;
+    expect(ttmBoValidate(bo, EMPTY, ttmOperationCtx())).toBe(0);
+    dmaResvUnlock(resv);
+    expect(rig.m.clock.time).toBe(t); // nothing waited
+    expect(bo.placementName).toBe('none');
+    expect(rig.gpu.managerUsage(TTM_PL_VRAM)).toBe(4); // the ghost's
+    expect(dmaResvTestSignaled(resv, DMA_RESV_USAGE_BOOKKEEP)).toBe(false); // the object keeps its fence
+    dmaFenceSignal(f);
+    expect(rig.gpu.managerUsage(TTM_PL_VRAM)).toBe(0);
+    expect(machineFindings(rig.m)).toEqual([]);
+  });
+
+  it('gutting leaves user PTEs alone: a driver must ttm_bo_unmap_virtual() a mapped object first', () => {
+    const rig = gpuRig();
+    const a = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+    const va = mapBo(rig, a);
+    userWrite(rig.app, va, pattern(1, 2));
+    advanceTime(rig.m, 10_000);
+    expect(ttmBoReserve(a, true, false)).toBe(0);
+    expect(ttmBoValidate(a, EMPTY, ttmOperationCtx())).toBe(0);
+    ttmBoUnreserve(a);
+    expect(pteLookup(rig.app, va)).not.toBeNull();
+    userRead(rig.app, va, 8); // through the surviving PTE, to a page the tt gave back
+    expect(machineFindings(rig.m).map((f) => f.code)).toEqual(['USE_AFTER_FREE', 'BO_STALE_PTE']);
+    clearFindings(rig.m);
+    // Done right: unmap, then gut.
+    const b = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
+    const vb = mapBo(rig, b);
+    userWrite(rig.app, vb, pattern(2, 2));
+    advanceTime(rig.m, 10_000);
+    expect(ttmBoReserve(b, true, false)).toBe(0);
+    ttmBoUnmapVirtual(b);
+    expect(ttmBoValidate(b, EMPTY, ttmOperationCtx())).toBe(0);
+    ttmBoUnreserve(b);
+    expect(pteLookup(rig.app, vb)).toBeNull();
     expect(machineFindings(rig.m)).toEqual([]);
   });
 });

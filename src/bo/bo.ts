@@ -2,11 +2,13 @@
  * Buffer objects (drivers/gpu/drm/ttm/ttm_bo.c, ttm_bo_util.c): creation,
  * reservation, validation into a placement, eviction when a placement is
  * full (LRU order, pinned objects skipped), swap-out under pressure, and
- * release — the API. Every change of backing goes through
- * `handleMoveMem` (internal/move.ts), which first shoots down every user
- * PTE of the object (`ttm_bo_unmap_virtual`), then lets the driver move
- * the bytes; a pipelined copy adds its fence to the object's reservation
- * object with KERNEL usage, which the fault handler waits for.
+ * release — the API. Every move goes through `handleMoveMem`
+ * (internal/move.ts), which first shoots down every user PTE of the object
+ * (`ttm_bo_unmap_virtual`), then lets the driver move the bytes; a
+ * pipelined copy adds its fence to the object's reservation object with
+ * KERNEL usage, which the fault handler waits for. Purging an object
+ * (validate with an empty placement) is not a move: as in the kernel, it
+ * leaves user PTEs to the driver.
  */
 
 import { type DmaResv, EDEADLK } from '../dmabuf/index.js';
@@ -35,19 +37,18 @@ import {
   ttm_bo_type_sg,
 } from './consts.js';
 import { gpuTtCaching } from './gpu.js';
-import { boHandle, placementName, type TtmBufferObject, type TtmDevice } from './handles.js';
+import { boHandle, type TtmBufferObject, type TtmDevice } from './handles.js';
 import {
   allocResource,
-  devOf,
-  emitMove,
   evict,
   handleMoveMem,
   memSpace,
+  pipelineGutting,
   swapout,
   unmapVirtual,
 } from './internal/move.js';
 import { freeBo, queueDelayedDelete, reclaimZombie } from './internal/release.js';
-import { lruTail, resourceAlloc, resourceCompatible, switchResource } from './internal/resource.js';
+import { lruTail, resourceCompatible } from './internal/resource.js';
 import {
   type BoObjState,
   bdevState,
@@ -56,8 +57,8 @@ import {
   type TtmOperationCtx,
   type TtmPlacement,
 } from './internal/state.js';
-import { resvCreate, resvHeld, resvIdle, resvLock, resvUnlock, resvWaitAll } from './internal/sync.js';
-import { ttCreate, ttFreePages, ttTakePages } from './internal/tt.js';
+import { resvCreate, resvHeld, resvIdle, resvLock, resvUnlock } from './internal/sync.js';
+import { ttCreate } from './internal/tt.js';
 import { drmVmaOffsetAdd, drmVmaOffsetRemove } from './vma-manager.js';
 
 /** A default `ttm_operation_ctx`: interruptible, may wait for the GPU. */
@@ -123,10 +124,15 @@ export function ttmBoMemSpace(
 }
 
 /**
- * `ttm_bo_validate()`: makes the object live in one of the placement's
- * places, moving it there (the reservation must be held). 0 when it is
- * already compatible; -EINVAL for a pinned object that would have to move;
- * -ENOMEM when no place has room even after eviction.
+ * `ttm_bo_validate()` (drivers/gpu/drm/ttm/ttm_bo.c): makes the object live
+ * in one of the placement's places, moving it there (the reservation must
+ * be held). 0 at once, with nothing else done, when its resource already
+ * satisfies the placement (`ttm_resource_compatible`); -EINVAL for a pinned
+ * object that would have to move; -ENOMEM when no place has room even
+ * after eviction. An empty placement (`numPlacement` 0) purges the object
+ * instead, pinned or not (`ttm_bo_pipeline_gutting`, internal/move.ts):
+ * it is left with no resource, its memory released now if idle, else by a
+ * ghost object once its fences signal; user PTEs are left alone.
  */
 export function ttmBoValidate(bo: TtmBufferObject, placement: TtmPlacement, ctx: TtmOperationCtx): number {
   const m = bo.machine;
@@ -136,43 +142,21 @@ export function ttmBoValidate(bo: TtmBufferObject, placement: TtmPlacement, ctx:
     assertHeld(m, s, 'ttm_bo_validate');
     if (placement.numPlacement === 0) return pipelineGutting(m, s);
     for (const force of [false, true]) {
-      if (resourceCompatible(s.resource, placement, force)) return finishValidate(m, s);
+      if (s.resource !== null && resourceCompatible(s.resource, placement, force)) return 0;
       if (s.pinCount > 0) return -EINVAL;
       const res = allocResource(m, s, placement, ctx, force);
       if (res === -ENOSPC) continue;
       if (typeof res === 'number') return res;
       const r = handleMoveMem(m, s, res, false, ctx);
       if (r !== 0) return r;
-      return finishValidate(m, s);
+      // An object now in SYSTEM (or nowhere) without a tt gets an empty one.
+      if ((s.resource === null || s.resource.memType === TTM_PL_SYSTEM) && s.tt === null)
+        ttCreate(s, gpuTtCaching(m, bdevState(m, s.bdev)));
+      return 0;
     }
+    // No room anywhere: the kernel turns -ENOSPC into -ENOMEM, which user space has always seen.
     return -ENOMEM;
   });
-}
-
-function finishValidate(m: Machine, bo: BoObjState): number {
-  if (bo.resource?.memType === TTM_PL_SYSTEM && bo.tt === null)
-    ttCreate(bo, gpuTtCaching(m, bdevState(m, bo.bdev)));
-  return 0;
-}
-
-/** `ttm_bo_pipeline_gutting()`: an empty placement drops the backing store; the object restarts empty in SYSTEM. */
-function pipelineGutting(m: Machine, bo: BoObjState): number {
-  const bdev = bdevState(m, bo.bdev);
-  unmapVirtual(m, bo);
-  resvWaitAll(m, bo.resv);
-  const from = placementName(bo);
-  if (bo.tt !== null) ttFreePages(devOf(m, bdev), bdev, ttTakePages(bo.tt));
-  bo.tt = null;
-  const res = resourceAlloc(
-    bdev.man[TTM_PL_SYSTEM]!,
-    { fpfn: 0, lpfn: 0, memType: TTM_PL_SYSTEM, flags: 0 },
-    bo,
-  );
-  switchResource(bdev, bo, res as ResourceState);
-  ttCreate(bo, gpuTtCaching(m, bdev));
-  lruTail(bdev, bo);
-  emitMove(m, bdev, bo, from, 'validate', true);
-  return 0;
 }
 
 /**
@@ -244,14 +228,7 @@ export function ttmBoInitValidate(
     if (m.bus.wants['bo-init']) {
       m.bus.emit({ type: 'bo-init', bo: id, device: b.name, size, path: b.path, pgoff: s.nodeStart });
     }
-    const sys = resourceAlloc(
-      b.man[TTM_PL_SYSTEM]!,
-      { fpfn: 0, lpfn: 0, memType: TTM_PL_SYSTEM, flags: 0 },
-      s,
-    );
-    s.resource = sys as ResourceState;
-    lruTail(b, s);
-    emitMove(m, b, s, 'none', 'create', true);
+    // ttm_bo_init_reserved gives it no resource (no dummy SYSTEM one): the first move is from none.
     resvLock(m, s.resv);
     const ctx: TtmOperationCtx = { interruptible, noWaitGpu: false, bytesMoved: 0 };
     const r = ttmBoValidate(handle, placement, ctx);

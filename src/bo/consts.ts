@@ -10,8 +10,11 @@ export const TTM_PL_SYSTEM = 0;
 export const TTM_PL_TT = 1;
 export const TTM_PL_VRAM = 2;
 export const TTM_PL_PRIV = 3;
-/** `TTM_NUM_MEM_TYPES`. */
-export const TTM_NUM_MEM_TYPES = 8;
+/**
+ * `TTM_NUM_MEM_TYPES` (include/drm/ttm/ttm_resource.h): 9 since v6.18
+ * (commit 60df8a5d8f65, room for amdgpu's AMDGPU_PL_MMIO_REMAP), 8 before.
+ */
+export const TTM_NUM_MEM_TYPES = 9;
 /** `TTM_MAX_BO_PRIORITY`: priorities 0 (evicted first) … 3. */
 export const TTM_MAX_BO_PRIORITY = 4;
 

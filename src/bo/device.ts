@@ -17,9 +17,16 @@
 
 import { addDevice, type Coherence, DmalabError, type Machine, PAGE_SIZE } from '../machine/index.js';
 import { registerChrdev } from '../mm/index.js';
-import { TTM_PL_SYSTEM, TTM_PL_TT, TTM_PL_VRAM } from './consts.js';
+import {
+  DRM_FILE_PAGE_OFFSET_SIZE,
+  DRM_FILE_PAGE_OFFSET_START,
+  TTM_PL_SYSTEM,
+  TTM_PL_TT,
+  TTM_PL_VRAM,
+} from './consts.js';
 import { drmFops } from './drm-file.js';
 import { bdevHandle, type TtmDevice } from './handles.js';
+import { drmMmInit } from './internal/drm-mm.js';
 import { newManager } from './internal/resource.js';
 import { boState } from './internal/state.js';
 import { copyEngineContext } from './internal/sync.js';
@@ -127,7 +134,7 @@ export function addGpu(m: Machine, options: AddGpuOptions): TtmDevice {
     gart: new Array<number>(gttPages).fill(-1),
     man,
     unevictable: [],
-    nodes: [],
+    vmaMm: drmMmInit(DRM_FILE_PAGE_OFFSET_START, DRM_FILE_PAGE_OFFSET_SIZE),
     ttPages: 0,
     ttPagesLimit,
     copyNsPerPage,

@@ -2,12 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { gpuRig, mapBo, newBo, pattern } from '../../test/bo-kit.js';
 import {
   advanceTime,
+  copyToUser,
   EFAULT,
   FOLL_WRITE,
+  GFP_KERNEL,
   GPU_GEM_DOMAIN_CPU,
   GPU_GEM_DOMAIN_GTT,
   GPU_GEM_DOMAIN_VRAM,
   getUserPages,
+  kfree,
+  kmalloc,
   machineFindings,
   PAGE_SIZE,
   type Page,
@@ -15,6 +19,8 @@ import {
   pendingJobs,
   pfnIsRam,
   pteLookup,
+  spawnProcess,
+  sysOpen,
   TTM_PL_SYSTEM,
   TTM_PL_TT,
   TTM_PL_VRAM,
@@ -162,6 +168,54 @@ describe('a buffer object under one user pointer', () => {
     // The object's bytes (read by a second process mapping it afresh) never got the write.
     const other = mapBo(rig, a);
     expect(userRead(rig.app, other, 2)).toEqual(pattern(1, 4).subarray(0, 2));
+  });
+
+  it('two processes of one name, each with its own object at the same address: the stale PTE is charged to the one that has it', () => {
+    const rig = gpuRig('x86_64', { bugs: ['no-unmap-on-move'] });
+    // A second instance of the same binary (same name, another pid and mm) opens the device too.
+    const twin = spawnProcess(rig.m, 'app');
+    const twinFd = sysOpen(twin, rig.gpu.path);
+    expect(twin.pid).not.toBe(rig.app.pid);
+    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const b = newBo(rig, 4, GPU_GEM_DOMAIN_GTT, twin, twinFd);
+    const va = mapBo(rig, a);
+    expect(mapBo(rig, b, twin, twinFd)).toBe(va);
+    userWrite(rig.app, va, pattern(1, 4));
+    userWrite(twin, va, pattern(2, 4));
+    // a leaves VRAM; the bug leaves app's PTEs on its old frames. b never moved.
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
+    expect(a.memType).toBe(TTM_PL_SYSTEM);
+    expect(b.memType).toBe(TTM_PL_TT);
+    advanceTime(rig.m, 100_000);
+    // The twin's accesses reach b's current frames: correct, whatever app's mapping at the same address says.
+    expect(userRead(twin, va, 2)).toEqual(pattern(2, 4).subarray(0, 2));
+    userWrite(twin, va, new Uint8Array([0xdd]));
+    expect(machineFindings(rig.m)).toEqual([]);
+    // app's store goes through its stale PTE: reported once, against app's pid.
+    userWrite(rig.app, va, new Uint8Array([0xee, 0xee]));
+    userWrite(rig.app, va + 2, new Uint8Array([0xee]));
+    const f = machineFindings(rig.m);
+    expect(f.map((x) => x.code)).toEqual(['BO_STALE_PTE']);
+    expect(f[0]!.message).toContain(`write lost: app wrote 2 bytes of buffer object ${a.id}`);
+    expect(f[0]!.details).toMatchObject({ bo: a.id, pid: rig.app.pid, va });
+  });
+
+  it('copy_to_user through a stale PTE of a buffer object is reported against the process it ran for', () => {
+    const rig = gpuRig('x86_64', { bugs: ['no-unmap-on-move'] });
+    const a = newBo(rig, 4, GPU_GEM_DOMAIN_VRAM);
+    const va = mapBo(rig, a);
+    userWrite(rig.app, va, pattern(1, 4));
+    expect(ttmBoEvictFirst(rig.gpu, TTM_PL_VRAM, ttmOperationCtx())).toBe(0);
+    advanceTime(rig.m, 100_000);
+    const k = kmalloc(rig.m, 8, GFP_KERNEL)!;
+    expect(copyToUser(rig.app, va, k, 8)).toBe(0);
+    const f = machineFindings(rig.m);
+    expect(f.map((x) => x.code)).toEqual(['BO_STALE_PTE']);
+    expect(f[0]!.message).toContain(
+      `write lost: kernel (for app[${rig.app.pid}]) wrote 8 bytes of buffer object`,
+    );
+    expect(f[0]!.details).toMatchObject({ pid: rig.app.pid, va });
+    kfree(rig.m, k);
   });
 
   for (const profile of PROFILE_NAMES) {

@@ -6,10 +6,15 @@
  * device; a lookup is exact (the mapping must start at the object's start).
  */
 
-import { apiCall, DmalabError, EACCES, ENOSPC, PAGE_SIZE } from '../machine/index.js';
+import { apiCall, DmalabError, EACCES, PAGE_SIZE } from '../machine/index.js';
 import { type AddressSpace, type File, unmapMappingRange } from '../mm/index.js';
-import { DRM_FILE_PAGE_OFFSET_SIZE, DRM_FILE_PAGE_OFFSET_START } from './consts.js';
 import { type DrmVmaOffsetManager, type DrmVmaOffsetNode, nodeHandle } from './handles.js';
+import {
+  DRM_MM_INSERT_BEST,
+  drmMmInsertNodeInRange,
+  drmMmNodeAt,
+  drmMmRemoveNodeOf,
+} from './internal/drm-mm.js';
 import { bdevState, boObj } from './internal/state.js';
 
 function checkSameDevice(mgr: DrmVmaOffsetManager, node: DrmVmaOffsetNode): void {
@@ -19,9 +24,12 @@ function checkSameDevice(mgr: DrmVmaOffsetManager, node: DrmVmaOffsetNode): void
 }
 
 /**
- * `drm_vma_offset_add()`: gives the node `pages` pages of fake offset
- * (first fit above DRM_FILE_PAGE_OFFSET_START). A no-op when it already has
- * some. Returns 0 or -ENOSPC.
+ * `drm_vma_offset_add()`: gives the node `pages` pages of fake offset from
+ * the device's space above DRM_FILE_PAGE_OFFSET_START, through
+ * `drm_mm_insert_node()` — best fit (DRM_MM_INSERT_BEST): the smallest
+ * free range that fits, so offsets freed by released objects are reused
+ * smallest-first, not lowest-first. A no-op when it already has some.
+ * Returns 0 or -ENOSPC.
  */
 export function drmVmaOffsetAdd(mgr: DrmVmaOffsetManager, node: DrmVmaOffsetNode, pages: number): number {
   const m = mgr.machine;
@@ -32,15 +40,10 @@ export function drmVmaOffsetAdd(mgr: DrmVmaOffsetManager, node: DrmVmaOffsetNode
     }
     const bo = boObj(m, node.bo);
     if (bo.nodePages > 0) return 0;
-    const nodes = bdevState(m, mgr.bdev).nodes;
-    let start = DRM_FILE_PAGE_OFFSET_START;
-    let i = 0;
-    for (; i < nodes.length; i += 3) {
-      if (nodes[i]! - start >= pages) break;
-      start = nodes[i]! + nodes[i + 1]!;
-    }
-    if (start + pages > DRM_FILE_PAGE_OFFSET_START + DRM_FILE_PAGE_OFFSET_SIZE) return -ENOSPC;
-    nodes.splice(i, 0, start, pages, bo.id);
+    const mm = bdevState(m, mgr.bdev).vmaMm;
+    // drm_mm_insert_node(): no range limit, no alignment, mode 0.
+    const start = drmMmInsertNodeInRange(mm, pages, bo.id, 0, Number.MAX_SAFE_INTEGER, DRM_MM_INSERT_BEST);
+    if (start < 0) return start;
     bo.nodeStart = start;
     bo.nodePages = pages;
     return 0;
@@ -54,13 +57,7 @@ export function drmVmaOffsetRemove(mgr: DrmVmaOffsetManager, node: DrmVmaOffsetN
     checkSameDevice(mgr, node);
     const bo = boObj(m, node.bo);
     if (bo.nodePages === 0) return;
-    const nodes = bdevState(m, mgr.bdev).nodes;
-    for (let i = 0; i < nodes.length; i += 3) {
-      if (nodes[i + 2] === bo.id) {
-        nodes.splice(i, 3);
-        break;
-      }
-    }
+    drmMmRemoveNodeOf(bdevState(m, mgr.bdev).vmaMm, bo.id);
     bo.nodeStart = 0;
     bo.nodePages = 0;
   });
@@ -75,13 +72,9 @@ export function drmVmaOffsetExactLookupLocked(
   start: number,
   pages: number,
 ): DrmVmaOffsetNode | null {
-  const nodes = bdevState(mgr.machine, mgr.bdev).nodes;
-  for (let i = 0; i < nodes.length; i += 3) {
-    if (nodes[i] === start) {
-      return nodes[i]! + nodes[i + 1]! >= start + pages ? nodeHandle(mgr.machine, nodes[i + 2]!) : null;
-    }
-  }
-  return null;
+  const hit = drmMmNodeAt(bdevState(mgr.machine, mgr.bdev).vmaMm, start);
+  if (hit === null) return null;
+  return hit[0] >= pages ? nodeHandle(mgr.machine, hit[1]) : null;
 }
 
 /** `drm_vma_node_start()`: first page of the fake offset. */

@@ -15,7 +15,9 @@ const LEGEND = [
   'bounce: to-slot / from-slot = swiotlb copies between the buffer and its bounce slot;',
   '        (slot) = maintenance done on the bounce slot instead of the buffer.',
   'bytes: the size mapped or allocated; 64 = a small kmalloc buffer, which may share a cache line',
-  '       with its neighbour (arm64 bounces it for a non-coherent device); dma_*_sg map two pages.',
+  '       with its neighbour (arm64 bounces it for a non-coherent device); dma_*_sg map two pages;',
+  '       dma_buf_* work on a one-page system-heap dma-buf with one importer (for the CPU access',
+  '       brackets, mapped DMA_BIDIRECTIONAL; dir is the direction of the CPU access).',
   'mapping: the attribute of the CPU view an allocation returns, or of the user mapping dma_mmap_* makes.',
   'Every row is measured: the call runs on a fresh machine and the events it emits are read.',
 ];

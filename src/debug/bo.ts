@@ -110,12 +110,17 @@ function objAt(s: BoCheckState, path: string, pgoff: number): [number, BoObj] | 
   return undefined;
 }
 
-/** A user access: through a buffer object's mapping, it must reach the object's current frames. */
+/**
+ * A user access (the process's own, or uaccess on its behalf): through a
+ * buffer object's mapping, it must reach the object's current frames. The
+ * mapping is found by address space (`mm` is the pid), never by name: two
+ * processes of one name map different objects at the same addresses.
+ */
 export function boCpuAccess(m: Machine, st: DebugState, ev: CpuAccessEvent): void {
   const s = st.bo;
-  if (s.maps.length === 0 || ev.agent === 'kernel') return;
+  if (s.maps.length === 0 || ev.mm === 0) return;
   for (const u of s.maps) {
-    if (u.owner !== ev.agent || ev.va < u.start || ev.va >= u.end) continue;
+    if (u.pid !== ev.mm || ev.va < u.start || ev.va >= u.end) continue;
     const fake = u.pgoff + Math.floor((ev.va - u.start) / PAGE_SIZE);
     const hit = objAt(s, u.path, fake);
     if (hit === undefined) return;
@@ -129,6 +134,8 @@ export function boCpuAccess(m: Machine, st: DebugState, ev: CpuAccessEvent): voi
       want < 0
         ? `now ${o.placement}, with no frame behind that page`
         : `now in ${o.placement} at frame ${formatHex(want)}`;
+    // copy_to/from_user goes through the same PTEs: name the process it ran for.
+    const who = ev.agent === u.owner ? ev.agent : `${ev.agent} (for ${u.owner}[${u.pid}])`;
     const why = o.unmapped
       ? 'a PTE survived the move'
       : `the move at step ${o.movedAt} did not shoot down the user PTEs first (ttm_bo_unmap_virtual → unmap_mapping_range)`;
@@ -137,7 +144,7 @@ export function boCpuAccess(m: Machine, st: DebugState, ev: CpuAccessEvent): voi
       st,
       BO_STALE_PTE,
       -1,
-      `${what}: ${ev.agent} ${ev.write ? 'wrote' : 'read'} ${ev.len} bytes of buffer object ${id} at ${formatHex(ev.va)} through a PTE to frame ${formatHex(got)}, which no longer backs it (${now}): ${why}`,
+      `${what}: ${who} ${ev.write ? 'wrote' : 'read'} ${ev.len} bytes of buffer object ${id} at ${formatHex(ev.va)} through a PTE to frame ${formatHex(got)}, which no longer backs it (${now}): ${why}`,
       {
         bo: id,
         pid: u.pid,

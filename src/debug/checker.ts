@@ -107,7 +107,7 @@ export function attachChecker(m: Machine): void {
   });
   bus.on('swiotlb-unmap', (ev) => removeBounce(st(), ev.slot));
   bus.on('cpu-access', (ev) => {
-    if (isInternalAgent(ev.agent)) return;
+    if (isInternalAgent(ev.agent, ev.mm)) return;
     const s = st();
     cpuAccessOwnership(m, s, ev);
     aliasCpuAccess(m, s, ev);

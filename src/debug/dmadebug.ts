@@ -129,6 +129,7 @@ function newEntry(
       sgCallEnts: 0,
       sgMappedEnts: 0,
       cln: -1,
+      line: null,
       cacheClean: false,
       buf: null,
       bufOff: 0,
@@ -162,6 +163,7 @@ function newEntry(
   e.sgCallEnts = 0;
   e.sgMappedEnts = 0;
   e.cln = -1;
+  e.line = null;
   e.cacheClean = false;
   e.buf = null;
   e.bufOff = 0;
@@ -181,15 +183,19 @@ function addDmaEntry(m: Machine, st: DebugState, e: Entry): void {
   const L = m.hw.cache.lineSize;
   const cln = Math.floor(e.paddr / L);
   e.cln = cln;
-  const line = st.cachelines.get(cln);
+  let line = st.cachelines.get(cln);
   if (line === undefined || line.count < 0) {
-    if (line === undefined) st.cachelines.set(cln, { count: 0, clean: e.cacheClean });
-    else {
+    if (line === undefined) {
+      line = { count: 0, clean: e.cacheClean };
+      st.cachelines.set(cln, line);
+    } else {
       line.count = 0;
       line.clean = e.cacheClean;
     }
+    e.line = line;
     return;
   }
+  e.line = line;
   const overlap = line.count + 1;
   if (overlap > MAX_OVERLAP) {
     if (!e.cacheClean && !st.overlapWarned) {
@@ -213,17 +219,17 @@ function addDmaEntry(m: Machine, st: DebugState, e: Entry): void {
   }
 }
 
-function removeCacheline(st: DebugState, e: Entry): void {
-  if (e.cln < 0) return;
-  const line = st.cachelines.get(e.cln);
-  if (line === undefined || line.count < 0) return;
+function removeCacheline(e: Entry): void {
+  const line = e.line;
+  e.line = null;
+  if (line === null || line.count < 0) return;
   line.count--;
 }
 
 /** Takes an entry out of the tables and retires its buffer when it was the last. */
 function retire(st: DebugState, e: Entry): void {
   removeEntry(st, e);
-  removeCacheline(st, e);
+  removeCacheline(e);
   const buf = e.buf;
   if (buf !== null && --buf.entries <= 0) dropBuf(st, buf, buf !== e);
   e.buf = null;

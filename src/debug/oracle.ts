@@ -50,8 +50,13 @@ export function registerInternalAgent(name: string): void {
   internalAgents.add(name);
 }
 
-export function isInternalAgent(agent: string): boolean {
-  return internalAgents.has(agent);
+/**
+ * True for an internal copier's access: one of the kernel's own (address
+ * space 0) by a registered name. A user process that happens to bear such a
+ * name is still an agent of its own.
+ */
+export function isInternalAgent(agent: string, mm: number): boolean {
+  return mm === 0 && internalAgents.has(agent);
 }
 
 const runs: number[] = [];

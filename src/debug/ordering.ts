@@ -188,7 +188,7 @@ function accessBuf(
 }
 
 function cpuAccess(m: Machine, s: OrderingState, ev: CpuAccessEvent): void {
-  if (s.bufs.size === 0 || isInternalAgent(ev.agent)) return;
+  if (s.bufs.size === 0 || isInternalAgent(ev.agent, ev.mm)) return;
   access(m, s, 0, ev.pa, ev.len, ev.write);
 }
 

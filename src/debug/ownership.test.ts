@@ -29,9 +29,23 @@ import {
   PAGE_OFFSET,
   pageAddress,
   pageToPhys,
+  physToPfn,
   runVerdict,
 } from '../machine/index.js';
-import { PAGE_KERNEL, VM_MAP, vmap } from '../mm/index.js';
+import {
+  MAP_SHARED,
+  PAGE_KERNEL,
+  PROT_READ,
+  PROT_WRITE,
+  registerChrdev,
+  remapPfnRange,
+  spawnProcess,
+  sysMmap,
+  sysOpen,
+  userRead,
+  VM_MAP,
+  vmap,
+} from '../mm/index.js';
 
 function map(dev: Device, va: KernelVa | number, size: number, dir: 0 | 1 | 2): DmaAddr {
   const a = dmaMapSingle(dev, va, size, dir);
@@ -334,5 +348,25 @@ describe('ownership: DMA_ATTR_SKIP_CPU_SYNC on a PA-RISC coherence-index device'
     cpuRead(m, pa, other, 'cached', out, 0, 8);
     expect(codes(m)).toEqual(['OWNERSHIP']);
     expect(machineFindings(m)[0]!.details).toMatchObject({ kind: 'cpu-load', access: { va: other, len: 8 } });
+  });
+});
+
+describe('ownership: a user process is judged whatever its name', () => {
+  it('a process named like an internal copier (swiotlb) reading device-owned bytes is a violation', () => {
+    const { m, dev } = machine('x86_64');
+    const buf = buffer(m);
+    expect(
+      registerChrdev(m, '/dev/ring', {
+        mmap: (_f, vma) =>
+          remapPfnRange(vma, vma.vmStart, physToPfn(buf - PAGE_OFFSET), 4096, vma.vmPageProt),
+      }),
+    ).toBe(0);
+    const proc = spawnProcess(m, 'swiotlb');
+    const va = sysMmap(proc, 0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, sysOpen(proc, '/dev/ring'), 0);
+    const a = map(dev, buf, 256, DMA_FROM_DEVICE);
+    deviceDmaWrite(dev, a, new Uint8Array(256).fill(0x42));
+    expect([...(userRead(proc, va, 4) ?? [])]).toEqual([0x42, 0x42, 0x42, 0x42]);
+    expect(codes(m)).toEqual(['OWNERSHIP']);
+    expect(machineFindings(m)[0]!.agent).toBe('swiotlb');
   });
 });

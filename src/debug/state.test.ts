@@ -7,7 +7,13 @@ import {
   dmaSyncSingleForCpu,
   dmaUnmapSingle,
 } from '../dma/index.js';
-import { deviceDmaWrite, machineHash, restoreMachine, snapshotMachine } from '../machine/index.js';
+import {
+  deviceDmaWrite,
+  machineHash,
+  PAGE_OFFSET,
+  restoreMachine,
+  snapshotMachine,
+} from '../machine/index.js';
 import { observedReads } from './index.js';
 import { type OrderingState, orderingState } from './ordering.js';
 import { debugState } from './state.js';
@@ -51,8 +57,14 @@ describe('the checker’s state in snapshots', () => {
     // The snapshot is reusable.
     restoreMachine(m, snap);
     expect(machineHash(m)).toBe(hash);
+    // The restored entry points at the restored active-cacheline record, not at the one it was cloned from.
+    const st = debugState(m);
+    const line = st.cachelines.get(Math.floor((buf - PAGE_OFFSET) / m.hw.cache.lineSize))!;
+    expect(line.count).toBe(0);
+    expect(st.devs[dev.id]!.sorted[0]!.line).toBe(line);
     dmaUnmapSingle(dev, a, 256, DMA_FROM_DEVICE);
     expect(codes(m)).toEqual([]);
+    expect(line.count).toBe(-1);
   });
 
   it('hashes what decides future findings: live mappings and the shadow’s bytes', () => {

@@ -61,6 +61,8 @@ export interface Entry extends Buf {
   sgMappedEnts: number;
   /** The cache line number entered in the active-cacheline table, -1 when none. */
   cln: number;
+  /** Its record in `DebugState.cachelines` (the same object: snapshots clone both at once), null when none. */
+  line: ActiveLine | null;
   /** Mapped with DMA_ATTR_DEBUGGING_IGNORE_CACHELINES or DMA_ATTR_REQUIRE_COHERENT. */
   cacheClean: boolean;
   /** Ownership buffer, null for coherent and MMIO memory (shared, nobody owns it). */
@@ -76,6 +78,14 @@ export interface Entry extends Buf {
    * dma-debug check sees it.
    */
   hidden: boolean;
+}
+
+/** One line of dma-debug's active-cacheline table. */
+export interface ActiveLine {
+  /** Overlap count (the 3 radix-tree tag bits); -1 when the line is not in the tree. */
+  count: number;
+  /** The cache-clean flag of the entry that put it there. */
+  clean: boolean;
 }
 
 /** Per-device checker state. */
@@ -159,7 +169,7 @@ export interface DebugState {
    * bits; -1 when the line is not in the tree) and the cache-clean flag of
    * the entry that put it there. Absent lines stay as -1 for the same reason.
    */
-  cachelines: Map<number, { count: number; clean: boolean }>;
+  cachelines: Map<number, ActiveLine>;
   overlapWarned: boolean;
   /** Sorted by slot. */
   bounces: Bounce[];

@@ -20,6 +20,7 @@ import {
   type DmaFenceOps,
   dmaFenceAddCallback,
   dmaFenceArrayCreate,
+  dmaFenceCheckAndSignal,
   dmaFenceContextAlloc,
   dmaFenceGet,
   dmaFenceGetStatus,
@@ -77,14 +78,32 @@ describe('dma_fence', () => {
     expect(dmaFenceIsSignaled(f)).toBe(false);
     expect(dmaFenceGetStatus(f)).toBe(0);
     m.clock.time = 1234;
-    expect(dmaFenceSignal(f)).toBe(0);
+    dmaFenceSignal(f);
     expect(f.timestamp).toBe(1234);
-    expect(dmaFenceSignal(f)).toBe(-EINVAL);
+    m.clock.time = 2000;
+    dmaFenceSignal(f);
+    expect(f.timestamp).toBe(1234);
     expect(dmaFenceIsSignaled(f)).toBe(true);
     expect(dmaFenceGetStatus(f)).toBe(1);
     const g = dmaFenceInit(m, OPS, ctx, 8);
-    expect(dmaFenceSignalTimestamp(g, 99)).toBe(0);
+    dmaFenceSignalTimestamp(g, 99);
     expect(g.timestamp).toBe(99);
+  });
+
+  it('signalling returns nothing, as in mainline since 88e721ab978a; dma_fence_check_and_signal says whether it had signalled', () => {
+    const { m, ctx } = setup();
+    const f = dmaFenceInit(m, OPS, ctx, 1);
+    // The kernel's dma_fence_signal*() are void now: no 0 / -EINVAL to test.
+    expect(dmaFenceSignal(f) as unknown).toBeUndefined();
+    expect(dmaFenceSignal(f) as unknown).toBeUndefined();
+    expect(dmaFenceSignalTimestamp(dmaFenceInit(m, OPS, ctx, 2), 5) as unknown).toBeUndefined();
+    const g = dmaFenceInit(m, OPS, ctx, 3);
+    m.clock.time = 77;
+    expect(dmaFenceCheckAndSignal(g)).toBe(false);
+    expect([dmaFenceIsSignaled(g), g.timestamp]).toEqual([true, 77]);
+    m.clock.time = 88;
+    expect(dmaFenceCheckAndSignal(g)).toBe(true);
+    expect(g.timestamp).toBe(77);
   });
 
   it('reports an error set before the signal and WARNs on a late or bogus one', () => {

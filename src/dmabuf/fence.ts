@@ -188,9 +188,9 @@ export function dmaFenceInit64(m: Machine, ops: DmaFenceOps, context: number, se
   );
 }
 
-/** Signals a fence record at `timestamp` (dma_fence_signal_timestamp_locked): 0 or -EINVAL if already signalled. */
-export function signalFence(m: Machine, f: FenceRec, timestamp: number): number {
-  if (fenceSignaledBit(f)) return -EINVAL;
+/** Signals a fence record at `timestamp` (dma_fence_signal_timestamp_locked); a no-op once signalled. */
+export function signalFence(m: Machine, f: FenceRec, timestamp: number): void {
+  if (fenceSignaledBit(f)) return;
   f.flags |= bit(DMA_FENCE_FLAG_SIGNALED_BIT) | bit(DMA_FENCE_FLAG_TIMESTAMP_BIT);
   f.timestamp = timestamp;
   if (m.bus.wants['fence-signal']) {
@@ -214,23 +214,46 @@ export function signalFence(m: Machine, f: FenceRec, timestamp: number): number 
     if (m.bus.wants['fence-callback']) m.bus.emit({ type: 'fence-callback', fence: f.id, func: cb.func });
     funcs.get(cb.func)!(h, cb.data);
   }
-  return 0;
 }
 
-/** `dma_fence_signal()`: 0, or -EINVAL when the fence had already signalled. Timestamp = model time. */
-export function dmaFenceSignal(fence: DmaFence): number {
+/**
+ * `dma_fence_signal()`: signals the fence at model time and runs its
+ * callbacks; signalling it again does nothing. Returns nothing, as in
+ * mainline since commit 88e721ab978a ("dma-buf/dma-fence: Remove return
+ * code of signaling-functions", the merge window after v6.19): the old
+ * 0 / -EINVAL answer was racy. A caller that must know whether the
+ * fence had already signalled uses `dmaFenceCheckAndSignal`.
+ */
+export function dmaFenceSignal(fence: DmaFence): void {
   assertFence(fence);
   const m = fence.machine;
-  return apiCall(m, 'dma_fence_signal', () => signalFence(m, fence.state, m.clock.time));
+  apiCall(m, 'dma_fence_signal', () => signalFence(m, fence.state, m.clock.time));
 }
 
-/** `dma_fence_signal_timestamp()`: signals with a given timestamp (model ns). */
-export function dmaFenceSignalTimestamp(fence: DmaFence, timestamp: number): number {
+/** `dma_fence_signal_timestamp()`: as `dmaFenceSignal`, with a given timestamp (model ns); returns nothing. */
+export function dmaFenceSignalTimestamp(fence: DmaFence, timestamp: number): void {
   assertFence(fence);
   if (!Number.isFinite(timestamp))
     throw new DmalabError(`timestamp must be a number of ns, got ${timestamp}`);
   const m = fence.machine;
-  return apiCall(m, 'dma_fence_signal_timestamp', () => signalFence(m, fence.state, timestamp));
+  apiCall(m, 'dma_fence_signal_timestamp', () => signalFence(m, fence.state, timestamp));
+}
+
+/**
+ * `dma_fence_check_and_signal()`: signals the fence unless it already had
+ * signalled, and says which: true when it had (only the SIGNALED bit is
+ * tested, as `dma_fence_test_signaled_flag` does; the ops are not polled).
+ * The kernel's replacement for the return value `dma_fence_signal` lost.
+ */
+export function dmaFenceCheckAndSignal(fence: DmaFence): boolean {
+  assertFence(fence);
+  const m = fence.machine;
+  return apiCall(m, 'dma_fence_check_and_signal', () => {
+    const f = fence.state;
+    const was = fenceSignaledBit(f);
+    signalFence(m, f, m.clock.time);
+    return was;
+  });
 }
 
 /** `dma_fence_is_signaled()` on a record: the bit, else the ops' `signaled` poll (which signals). */

@@ -52,6 +52,7 @@ export {
   type DmaFenceFunc,
   type DmaFenceOps,
   dmaFenceAddCallback,
+  dmaFenceCheckAndSignal,
   dmaFenceContextAlloc,
   dmaFenceEnableSwSignaling,
   dmaFenceGet,

@@ -15,10 +15,22 @@ import { ALL_COLOURS, cacheRead, cacheSnoopRead, cacheSnoopWrite, cacheWrite, co
 import type { Machine } from './machine.js';
 import { physRegionFor } from './physmap.js';
 import { memRead, memWrite } from './physmem.js';
-import type { MemAttr } from './types.js';
+import { type MemAttr, TASK_SIZE } from './types.js';
 
 /** Result of a physical access, as a value (QEMU's MemTxResult in spirit). */
 export type MemTxResult = 'ok' | 'decode-error';
+
+/**
+ * The address space an access through `va` went through. A kernel-half
+ * address (linear map, vmalloc, ioremap) translates through the kernel's
+ * page tables whatever process is current (arm64's TTBR1, x86's shared
+ * upper half), so only a user-half address goes through the current mm —
+ * which keeps the fault path's zeroing and copies, made inside a user
+ * access, attributed to the kernel.
+ */
+function accessMm(m: Machine, va: number): number {
+  return va < TASK_SIZE ? m.agentMm : 0;
+}
 
 /**
  * A CPU load of `len` bytes at physical `pa`, issued through virtual
@@ -50,6 +62,7 @@ export function cpuRead(
       len,
       attr,
       agent: m.agent,
+      mm: accessMm(m, va),
       data: out.subarray(outOff, outOff + len),
       step: m.clock.step,
       time: m.clock.time,
@@ -84,6 +97,7 @@ export function cpuWrite(
       len,
       attr,
       agent: m.agent,
+      mm: accessMm(m, va),
       data: src.subarray(srcOff, srcOff + len),
       step: m.clock.step,
       time: m.clock.time,
@@ -116,14 +130,21 @@ export function cpuZero(m: Machine, pa: number, va: number, attr: MemAttr, len: 
 
 /**
  * Runs `fn` with `agent` as the name CPU accesses are attributed to (a
- * process, `kernel`, or an internal copier such as `swiotlb`).
+ * process, `kernel`, or an internal copier such as `swiotlb`) and `mm` as
+ * the address space user addresses are translated in: the process's pid
+ * for its own accesses and for uaccess on its behalf, 0 (the kernel's, the
+ * default) otherwise. Names are not unique — two processes may share one —
+ * so checkers tell address spaces apart by `mm`.
  */
-export function withAgent<T>(m: Machine, agent: string, fn: () => T): T {
+export function withAgent<T>(m: Machine, agent: string, fn: () => T, mm = 0): T {
   const prev = m.agent;
+  const prevMm = m.agentMm;
   m.agent = agent;
+  m.agentMm = mm;
   try {
     return fn();
   } finally {
     m.agent = prev;
+    m.agentMm = prevMm;
   }
 }

@@ -12,7 +12,7 @@
  *
  * | type | emitted by | meaning |
  * |---|---|---|
- * | cpu-access | machine/cpu | a CPU load or store at a physical address with an attribute |
+ * | cpu-access | machine/cpu | a CPU load or store at a physical address with an attribute, through an address space (`mm`) |
  * | device-access | machine/device | a device DMA read or write, per physically contiguous piece |
  * | cache-fill | machine/cache | lines filled from memory (speculative fills flagged) |
  * | cache-writeback | machine/cache | dirty lines written to memory (eviction, clean, flush) |
@@ -76,6 +76,13 @@ export interface CpuAccessEvent extends EventBase {
   attr: MemAttr;
   /** Who accessed: `kernel`, a process name, or an internal copier such as `swiotlb`. */
   agent: string;
+  /**
+   * Address space the access went through: 0 for the kernel's (linear map,
+   * vmalloc, ioremap, internal copiers such as swiotlb), else the owning
+   * process's pid (its own loads and stores, and copy_to/from_user on its
+   * behalf). Names repeat across processes; this does not.
+   */
+  mm: number;
   /** The bytes read or written (a view valid during the call). */
   data: Uint8Array;
 }
@@ -767,8 +774,12 @@ export interface BoMoveEvent extends EventBase {
   from: string;
   to: string;
   pfns: readonly number[];
-  reason: 'create' | 'validate' | 'evict' | 'populate' | 'swapout';
-  /** Whether the user PTEs of the object were shot down first (false only in a deliberately broken driver). */
+  reason: 'validate' | 'evict' | 'populate' | 'swapout';
+  /**
+   * Whether the user PTEs of the object were shot down first: false in a
+   * deliberately broken driver, and when an object is purged (validated
+   * with an empty placement), which the kernel leaves to the driver.
+   */
   unmapped: boolean;
 }
 

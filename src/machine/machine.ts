@@ -88,6 +88,12 @@ export interface Machine {
   readonly devices: Device[];
   /** Name CPU accesses are attributed to (see `withAgent`). */
   agent: string;
+  /**
+   * Address space user-half CPU accesses go through: 0 for the kernel's,
+   * else the current process's pid (see `withAgent`). Like `agent`, not
+   * snapshotted: it is only ever set for the length of a call.
+   */
+  agentMm: number;
   /** Set once every layer has initialised; memblock allocations end there. */
   booted: boolean;
 }
@@ -117,6 +123,7 @@ export function newMachineShell(options: ResolvedOptions): Machine {
     slots: [],
     devices: [],
     agent: 'kernel',
+    agentMm: 0,
     booted: false,
   };
 }

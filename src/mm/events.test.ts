@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { machine } from '../../test/mm-kit.js';
-import { addDevice, allocPages, GFP_KERNEL, type MachineEvent } from '../machine/index.js';
+import { addDevice, allocPages, GFP_KERNEL, type MachineEvent, TASK_SIZE } from '../machine/index.js';
 import { FOLL_WRITE, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from './consts.js';
 import { bindDriver, registerDriver, unbindDriver } from './driver.js';
 import { pinUserPages, unpinUserPages } from './gup.js';
@@ -8,7 +8,7 @@ import { kernelWrite } from './kaccess.js';
 import { kfree, kmalloc } from './kmalloc.js';
 import { remapPfnRange } from './pfnmap.js';
 import { spawnProcess } from './process.js';
-import { userRead, userWrite } from './uaccess.js';
+import { copyFromUser, copyToUser, userRead, userWrite } from './uaccess.js';
 import { registerChrdev, sysMmap, sysMunmap, sysOpen } from './vfs.js';
 
 /** The event without its step, time and byte payload. */
@@ -81,6 +81,7 @@ describe('mm events', () => {
         len: 1,
         attr: 'cached',
         agent: 'ev',
+        mm: 1, // the process's own store, through its page tables
       },
       {
         type: 'pte-remove',
@@ -114,6 +115,7 @@ describe('mm events', () => {
         len: 4096,
         attr: 'cached',
         agent: 'kernel',
+        mm: 0,
       },
       {
         type: 'pte-install',
@@ -131,7 +133,16 @@ describe('mm events', () => {
       { type: 'page-pin', pid: 1, owner: 'ev', pfn, pages: 1, longterm: false, write: true },
       { type: 'page-unpin', pfn, pages: 1 },
       { type: 'kmem-alloc', kind: 'kmalloc', va: k, size: 40, objSize: 64, pa: k - 2 ** 52 },
-      { type: 'cpu-access', write: true, pa: k - 2 ** 52, va: k, len: 1, attr: 'cached', agent: 'kernel' },
+      {
+        type: 'cpu-access',
+        write: true,
+        pa: k - 2 ** 52,
+        va: k,
+        len: 1,
+        attr: 'cached',
+        agent: 'kernel',
+        mm: 0,
+      },
       { type: 'kmem-free', kind: 'kmalloc', va: k, size: 64 },
       { type: 'driver-bind', device: 'e0', driver: 'edrv', result: 0 },
       { type: 'driver-unbind', device: 'e0', driver: 'edrv' },
@@ -156,5 +167,42 @@ describe('mm events', () => {
       { type: 'vma-unmap', pid: 1, owner: 'ev', start: anon, end: anon + 4096, reason: 'exit' },
       { type: 'process', pid: 1, name: 'ev', action: 'exit', reason: 'SIGSEGV' },
     ]);
+  });
+
+  it('cpu-access names the address space it went through: 0 for the kernel, the pid for a process, whatever the names', () => {
+    const m = machine();
+    const a = spawnProcess(m, 'twin');
+    const b = spawnProcess(m, 'twin');
+    const anon = (p: typeof a) =>
+      sysMmap(p, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const va = anon(a);
+    expect(anon(b)).toBe(va);
+    const k = kmalloc(m, 64, GFP_KERNEL)!;
+    const seen: string[] = [];
+    m.bus.on('cpu-access', (e) =>
+      seen.push(`${e.agent} ${e.write ? 'W' : 'R'} ${e.va < TASK_SIZE ? 'user' : 'kernel'} mm=${e.mm}`),
+    );
+    userWrite(a, va, new Uint8Array([1]));
+    userWrite(b, va, new Uint8Array([1]));
+    userRead(a, va, 1);
+    expect(copyToUser(b, va + 8, k, 4)).toBe(0);
+    expect(copyFromUser(a, k, va, 4)).toBe(0);
+    kernelWrite(m, k, new Uint8Array([2]));
+    expect(seen).toEqual([
+      // Each first store faults: the new page is zeroed through the kernel's linear map, then stored to.
+      'twin W kernel mm=0',
+      `twin W user mm=${a.pid}`,
+      'twin W kernel mm=0',
+      `twin W user mm=${b.pid}`,
+      `twin R user mm=${a.pid}`,
+      // copy_to_user: read from the kernel buffer, written through b's page tables.
+      'kernel R kernel mm=0',
+      `kernel W user mm=${b.pid}`,
+      // copy_from_user: read through a's page tables, written to the kernel buffer.
+      `kernel R user mm=${a.pid}`,
+      'kernel W kernel mm=0',
+      'kernel W kernel mm=0',
+    ]);
+    expect(a.pid).not.toBe(b.pid);
   });
 });

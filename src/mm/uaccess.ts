@@ -281,7 +281,7 @@ export function userRead(proc: Process, va: UserVa | number, length: number): Ui
     const p = proc.state;
     if (p.status !== 'running') return null;
     const out = new Uint8Array(length);
-    const done = withAgent(m, p.name, () => userAccess(m, p, va, out, 0, length, false, 'user'));
+    const done = withAgent(m, p.name, () => userAccess(m, p, va, out, 0, length, false, 'user'), p.pid);
     if (done === length) return out;
     deliverFault(m, p, failWhy, failVa, false);
     return null;
@@ -295,7 +295,8 @@ export function userWrite(proc: Process, va: UserVa | number, bytes: Uint8Array)
     checkRange(va, bytes.length, 'userWrite');
     const p = proc.state;
     if (p.status !== 'running') return false;
-    const done = withAgent(m, p.name, () => userAccess(m, p, va, bytes, 0, bytes.length, true, 'user'));
+    const access = () => userAccess(m, p, va, bytes, 0, bytes.length, true, 'user');
+    const done = withAgent(m, p.name, access, p.pid);
     if (done === bytes.length) return true;
     deliverFault(m, p, failWhy, failVa, true);
     return false;
@@ -323,7 +324,7 @@ export function copyFromUser(
     const p = proc.state;
     if (p.status !== 'running') return n;
     const buf = new Uint8Array(Math.min(n, 65536));
-    return withAgent(m, 'kernel', () => {
+    const copy = () => {
       let done = 0;
       // access_ok: a range reaching past user space copies nothing (and zeroes the destination).
       while (done < n && userVa + n <= TASK_SIZE) {
@@ -340,7 +341,9 @@ export function copyFromUser(
           kernelWriteFrom(m, kernelVa + z, buf, 0, Math.min(buf.length, n - z));
       }
       return n - done;
-    });
+    };
+    // The kernel reads through the process's page tables: the user side of the copy is in its mm.
+    return withAgent(m, 'kernel', copy, p.pid);
   });
 }
 
@@ -360,7 +363,7 @@ export function copyToUser(
     const p = proc.state;
     if (p.status !== 'running' || userVa + n > TASK_SIZE) return n;
     const buf = new Uint8Array(Math.min(n, 65536));
-    return withAgent(m, 'kernel', () => {
+    const copy = () => {
       let done = 0;
       while (done < n) {
         const chunk = Math.min(buf.length, n - done);
@@ -371,6 +374,8 @@ export function copyToUser(
       }
       if (done < n) uaccessLivelock(m, p);
       return n - done;
-    });
+    };
+    // The kernel writes through the process's page tables (see copy_from_user).
+    return withAgent(m, 'kernel', copy, p.pid);
   });
 }

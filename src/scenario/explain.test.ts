@@ -167,8 +167,85 @@ describe('explainSemantics: bounces, attributes, mappings', () => {
     ]);
   });
 
+  it('scatter-gather syncs: the same maintenance as the single syncs of §5a, and one bounce per entry', () => {
+    const rows = explainSemantics({
+      profiles: ['arm64-noncoherent', 'parisc-pcxl', 'x86_64'],
+      calls: ['dma_sync_sg_for_cpu', 'dma_sync_sg_for_device'],
+    });
+    for (const [arch, profile] of [
+      ['arm64', 'arm64-noncoherent'],
+      ['parisc PA1.1 (pcxl)', 'parisc-pcxl'],
+      ['x86', 'x86_64'],
+    ] as const) {
+      const mine = rows.filter((r) => r.profile === profile);
+      const cell = (call: string, dir: string) =>
+        mine
+          .find((r) => r.call === call && r.dir === dir)!
+          .cache.map((c) => c.op)
+          .join('+');
+      const model = [
+        ...DIRS.map((d) => cell('dma_sync_sg_for_device', d)),
+        ...DIRS.map((d) => cell('dma_sync_sg_for_cpu', d)),
+      ];
+      expect(model).toEqual(digestRow(arch));
+    }
+    const sw = explainSemantics({ profiles: ['swiotlb-force'], calls: ['dma_sync_sg_for_cpu'] });
+    expect(sw.map((r) => r.bounce)).toEqual([[], ['from-slot', 'from-slot'], ['from-slot', 'from-slot']]);
+  });
+
   it('rejects an unknown call or profile with a DmalabError', () => {
     expect(() => explainSemantics({ calls: ['dma_map_bogus'] })).toThrow(/unknown call 'dma_map_bogus'/);
     expect(() => explainSemantics({ profiles: ['vax'] })).toThrow(/unknown profile 'vax'/);
+  });
+});
+
+describe('explainSemantics: dma-buf calls on a system-heap buffer', () => {
+  const rows = explainSemantics({
+    calls: ['dma_buf_map_attachment', 'dma_buf_begin_cpu_access', 'dma_buf_end_cpu_access', 'dma_map_sg'],
+  });
+  const ops = (profile: string, call: string, dir: string) =>
+    rows.find((r) => r.profile === profile && r.call === call && r.dir === dir)!;
+
+  it('begin_cpu_access syncs every mapped attachment for the CPU, end_cpu_access for its device (system_heap)', () => {
+    expect(DIRS.map((d) => ops('arm64-noncoherent', 'dma_buf_begin_cpu_access', d).cache)).toEqual([
+      [],
+      [{ op: 'invalidate', on: 'buffer' }],
+      [{ op: 'invalidate', on: 'buffer' }],
+    ]);
+    for (const d of DIRS) {
+      expect(ops('arm64-noncoherent', 'dma_buf_end_cpu_access', d).cache).toEqual([
+        { op: 'clean', on: 'buffer' },
+      ]);
+      expect(ops('x86_64', 'dma_buf_begin_cpu_access', d).cache).toEqual([]);
+      expect(ops('parisc', 'dma_buf_end_cpu_access', d).cache).toEqual([]);
+    }
+    expect(ops('parisc-pcxl', 'dma_buf_begin_cpu_access', 'DMA_FROM_DEVICE').cache).toEqual([
+      { op: 'invalidate', on: 'buffer' },
+    ]);
+    expect(DIRS.map((d) => ops('swiotlb-force', 'dma_buf_begin_cpu_access', d).bounce)).toEqual([
+      [],
+      ['from-slot'],
+      ['from-slot'],
+    ]);
+    expect(DIRS.map((d) => ops('swiotlb-force', 'dma_buf_end_cpu_access', d).bounce)).toEqual([
+      ['to-slot'],
+      [],
+      ['to-slot'],
+    ]);
+  });
+
+  it('mapping an attachment maintains the caches as dma_map_sg does, on every profile', () => {
+    for (const profile of new Set(rows.map((r) => r.profile))) {
+      for (const d of DIRS) {
+        const map = ops(profile, 'dma_buf_map_attachment', d);
+        expect(map.result).toMatch(/^ok \(/);
+        expect(map.cache).toEqual(ops(profile, 'dma_map_sg', d).cache);
+      }
+    }
+    expect(ops('swiotlb-force', 'dma_buf_map_attachment', 'DMA_FROM_DEVICE')).toMatchObject({
+      bounce: ['to-slot'],
+      result: 'ok (dma-direct + swiotlb)',
+    });
+    expect(ops('parisc', 'dma_buf_map_attachment', 'DMA_TO_DEVICE').result).toBe('ok (sba)');
   });
 });

@@ -1,6 +1,8 @@
 /**
  * The executable semantics table behind `dmalab explain`: for each profile,
- * each DMA API call and direction, what the model does to the CPU caches,
+ * each DMA API call and direction (and the dma-buf calls that sync through
+ * it: mapping an attachment, CPU access brackets on a system-heap buffer),
+ * what the model does to the CPU caches,
  * which bounce copies it makes, which attributes it honours and what the
  * CPU (or user) mapping it hands out looks like.
  *
@@ -33,6 +35,8 @@ import {
   dmaMapSg,
   dmaMapSingleAttrs,
   dmaMmapAttrs,
+  dmaSyncSgForCpu,
+  dmaSyncSgForDevice,
   dmaSyncSingleForCpu,
   dmaSyncSingleForDevice,
   dmaUnmapSg,
@@ -40,6 +44,14 @@ import {
   formatDmaAttrs,
   getDmaOps,
 } from '../dma/index.js';
+import {
+  type DmaBufAttachment,
+  dmaBufAttach,
+  dmaBufBeginCpuAccess,
+  dmaBufEndCpuAccess,
+  dmaBufMapAttachmentUnlocked,
+  dmaHeapBufferAlloc,
+} from '../dmabuf/index.js';
 import { createScatterlist, type Scatterlist, sgAt, sgInitTable, sgSetPage } from '../lib/index.js';
 import {
   __freePages,
@@ -63,6 +75,7 @@ import {
 import {
   kmalloc,
   MAP_SHARED,
+  O_RDWR,
   PROT_READ,
   PROT_WRITE,
   registerChrdev,
@@ -114,12 +127,17 @@ export const SEMANTICS_CALLS: readonly string[] = [
   'dma_map_single_attrs',
   'dma_unmap_single_attrs',
   'dma_map_sg',
+  'dma_sync_sg_for_cpu',
+  'dma_sync_sg_for_device',
   'dma_unmap_sg',
   'dma_alloc_coherent',
   'dma_alloc_attrs',
   'dma_alloc_noncoherent',
   'dma_mmap_coherent',
   'dma_mmap_attrs',
+  'dma_buf_map_attachment',
+  'dma_buf_begin_cpu_access',
+  'dma_buf_end_cpu_access',
 ];
 
 export interface ExplainOptions {
@@ -313,6 +331,58 @@ function probeUnmapSg(profile: string, call: string, dir: DmaDataDirection): Sem
   return row(profile, call, dir, 0, r.events, p, null, n === 0 ? 'failed' : 'ok');
 }
 
+/** `dma_sync_sg_for_cpu/_for_device` on a mapped list whose pages the CPU dirtied since. */
+function probeSyncSg(profile: string, call: string, dir: DmaDataDirection, forCpu: boolean): SemanticsRow {
+  const { p, sg } = sgProbe(profile);
+  const n = dmaMapSg(p.dev, sg, 2, dir);
+  dirty(p);
+  const r = observe(p.m, () => (forCpu ? dmaSyncSgForCpu : dmaSyncSgForDevice)(p.dev, sg, 2, dir));
+  return row(profile, call, dir, 0, r.events, p, null, n === 0 ? 'failed' : 'ok');
+}
+
+/**
+ * A one-page system-heap dma-buf with the probe device attached (static
+ * importer), as user space gets it from DMA_HEAP_IOCTL_ALLOC.
+ */
+function heapProbe(profile: string): { p: Probe; at: DmaBufAttachment } {
+  const m = createMachine({ profile, ramBytes: RAM, check: false });
+  const dev = addDevice(m, { name: 'probe' });
+  const db = dmaHeapBufferAlloc(m, 'system', SIZE, O_RDWR, 0);
+  if (typeof db === 'number')
+    throw new DmalabError(`explain: the system heap refused the probe buffer (${db})`);
+  const at = dmaBufAttach(db, dev);
+  if (typeof at === 'number') throw new DmalabError(`explain: the probe device could not attach (${at})`);
+  const pa = (db.priv as { chunks: number[] }).chunks[0]! * PAGE_SIZE;
+  return { p: { m, dev, va: physToVirt(pa), pa, size: SIZE }, at };
+}
+
+/** `dma_buf_map_attachment` of a system-heap buffer the CPU has dirtied (the exporter's `dma_map_sgtable`). */
+function probeDmaBufMap(profile: string, call: string, dir: DmaDataDirection): SemanticsRow {
+  const { p, at } = heapProbe(profile);
+  dirty(p);
+  const r = observe(p.m, () => dmaBufMapAttachmentUnlocked(at, dir));
+  const bounced = r.events.some((e) => e.type === 'swiotlb-map');
+  const backend = getDmaOps(p.dev).name;
+  const result =
+    typeof r.value === 'number' ? errnoName(r.value) : `ok (${bounced ? `${backend} + swiotlb` : backend})`;
+  return row(profile, call, dir, 0, r.events, p, null, result);
+}
+
+/**
+ * `dma_buf_begin/end_cpu_access(dir)` on a system-heap buffer mapped
+ * DMA_BIDIRECTIONAL for the probe device, after CPU stores: the heap syncs
+ * each mapped attachment's table for the CPU or for its device in `dir`.
+ */
+function probeCpuAccess(profile: string, call: string, dir: DmaDataDirection, begin: boolean): SemanticsRow {
+  const { p, at } = heapProbe(profile);
+  const sgt = dmaBufMapAttachmentUnlocked(at, DMA_BIDIRECTIONAL);
+  dirty(p);
+  const r = observe(p.m, () => (begin ? dmaBufBeginCpuAccess : dmaBufEndCpuAccess)(at.dmabuf, dir));
+  const result =
+    typeof sgt === 'number' ? `map: ${errnoName(sgt)}` : r.value === 0 ? 'ok' : errnoName(r.value);
+  return row(profile, call, dir, 0, r.events, p, null, result);
+}
+
 /**
  * An allocation. The page it will get is first taken, dirtied and given
  * back, so that maintenance on it (`arch_dma_prep_coherent`) is visible: the
@@ -420,6 +490,10 @@ function probeCall(profile: string, call: string): SemanticsRow[] {
       );
     case 'dma_map_sg':
       return DIRS.map((d) => probeMapSg(profile, call, d));
+    case 'dma_sync_sg_for_cpu':
+      return DIRS.map((d) => probeSyncSg(profile, call, d, true));
+    case 'dma_sync_sg_for_device':
+      return DIRS.map((d) => probeSyncSg(profile, call, d, false));
     case 'dma_unmap_sg':
       return DIRS.map((d) => probeUnmapSg(profile, call, d));
     case 'dma_alloc_coherent':
@@ -438,6 +512,12 @@ function probeCall(profile: string, call: string): SemanticsRow[] {
       return [probeMmap(profile, call, 0)];
     case 'dma_mmap_attrs':
       return [probeMmap(profile, call, DMA_ATTR_WRITE_COMBINE)];
+    case 'dma_buf_map_attachment':
+      return DIRS.map((d) => probeDmaBufMap(profile, call, d));
+    case 'dma_buf_begin_cpu_access':
+      return DIRS.map((d) => probeCpuAccess(profile, call, d, true));
+    case 'dma_buf_end_cpu_access':
+      return DIRS.map((d) => probeCpuAccess(profile, call, d, false));
     default:
       throw new DmalabError(`explain: unknown call '${call}' (known: ${SEMANTICS_CALLS.join(', ')})`, {
         field: 'call',

@@ -7,6 +7,7 @@
  * bo.ts is the API over it.
  */
 
+import { dmaResvCopyFences, resvHandle } from '../../dmabuf/index.js';
 import { EBUSY, ENOSPC, type Machine, PAGE_SIZE } from '../../machine/index.js';
 import { AddressSpace } from '../../mm/index.js';
 import {
@@ -15,15 +16,18 @@ import {
   TTM_PL_SYSTEM,
   TTM_PL_TT,
   TTM_TT_FLAG_EXTERNAL,
+  TTM_TT_FLAG_ZERO_ALLOC,
+  ttm_bo_type_device,
 } from '../consts.js';
 import { type CopySide, gpuCopy, gpuEvictFlags, gpuTtCaching, vramAddr } from '../gpu.js';
 import { backingPfns, boHandle, placementName } from '../handles.js';
 import { drmVmaNodeUnmap } from '../vma-manager.js';
 import { primeMoveNotify, primeSetBacking } from './prime-notify.js';
-import { reclaimZombie } from './release.js';
+import { queueDelayedDelete, reclaimZombie } from './release.js';
 import {
   evictionValuable,
   gartBind,
+  lruDel,
   lruTail,
   resourceAlloc,
   resourceFree,
@@ -42,6 +46,7 @@ import {
 import {
   moveFenceSignaled,
   resvAddKernelFence,
+  resvCreate,
   resvHeld,
   resvIdle,
   resvLock,
@@ -49,7 +54,7 @@ import {
   resvWaitAll,
   setManagerMove,
 } from './sync.js';
-import { type TtPage, ttCreate, ttPopulate, ttSwapout, ttTakePages } from './tt.js';
+import { type TtPage, ttCreate, ttFreePages, ttPopulate, ttSwapout, ttTakePages } from './tt.js';
 
 export function devOf(m: Machine, bdev: BdevState) {
   return m.devices[bdev.device]!;
@@ -60,7 +65,7 @@ export function emitMove(
   bdev: BdevState,
   bo: BoObjState,
   from: string,
-  reason: 'create' | 'validate' | 'evict' | 'populate' | 'swapout',
+  reason: 'validate' | 'evict' | 'populate' | 'swapout',
   unmapped: boolean,
 ): void {
   if (!m.bus.wants['bo-move']) return;
@@ -191,6 +196,79 @@ export function handleMoveMem(
   lruTail(bdev, bo);
   primeSetBacking(m, bo);
   emitMove(m, bdev, bo, from, evict ? 'evict' : 'validate', unmapped);
+  return 0;
+}
+
+/**
+ * `ttm_buffer_object_transfer()` as gutting uses it: a ghost object takes
+ * the BO's resource (in its place on its LRU or the unevictable list) and
+ * `tt`, with a reservation object of its own holding copies of the BO's
+ * unsignalled fences; dropped at once, it is freed by the delayed delete
+ * when they have all signalled. The BO keeps its fences.
+ */
+function transferToGhost(m: Machine, bdev: BdevState, bo: BoObjState, tt: BoObjState['tt']): void {
+  const st = boState(m);
+  const id = st.nextBo++;
+  const ghost: BoObjState = {
+    ...bo,
+    id,
+    pinCount: 0,
+    refs: 0,
+    tt,
+    nodeStart: 0,
+    nodePages: 0,
+    allowed: [],
+    resv: resvCreate(m),
+    ownResv: true,
+    dmabuf: -1,
+  };
+  st.bos.set(id, ghost);
+  for (const list of [bdev.unevictable, ...bdev.man.flatMap((man) => man.lru)]) {
+    const i = list.indexOf(bo.id);
+    if (i >= 0) list[i] = id;
+  }
+  bo.resource = null;
+  resvLock(m, ghost.resv);
+  dmaResvCopyFences(resvHandle(m, ghost.resv), resvHandle(m, bo.resv));
+  resvUnlock(m, ghost.resv);
+  queueDelayedDelete(m, bdev, ghost);
+}
+
+/**
+ * `ttm_bo_pipeline_gutting()` (drivers/gpu/drm/ttm/ttm_bo_util.c), what
+ * `ttm_bo_validate` does with an empty placement: the object loses its
+ * backing store and is left with no resource at all (`placementName`
+ * 'none', on no LRU) and an unpopulated tt whose pages will be cleared if
+ * it is ever populated again. Idle (every fence signalled), its memory is
+ * released now: the tt is unpopulated, the resource freed. Busy, nothing
+ * waits: a ghost object takes the old resource and tt and frees them when
+ * the fences signal (see `transferToGhost`); the object gets a new tt.
+ * User PTEs are not shot down (the kernel's gutting does not call
+ * `ttm_bo_unmap_virtual`, unlike `ttm_bo_handle_move_mem`): a driver
+ * purging a mapped object unmaps it first, or the checker reports the
+ * surviving mapping (BO_STALE_PTE). Returns 0.
+ */
+export function pipelineGutting(m: Machine, bo: BoObjState): number {
+  const bdev = bdevState(m, bo.bdev);
+  const from = placementName(bo);
+  const caching = gpuTtCaching(m, bdev);
+  if (resvIdle(m, bo.resv)) {
+    if (bo.tt === null) {
+      ttCreate(bo, caching).pageFlags |= TTM_TT_FLAG_ZERO_ALLOC;
+    } else {
+      // ttm_tt_unpopulate (a swapped-out tt keeps its swap), then ttm_tt_mark_for_clear.
+      ttFreePages(devOf(m, bdev), bdev, ttTakePages(bo.tt));
+      if (bo.type === ttm_bo_type_device) bo.tt.pageFlags |= TTM_TT_FLAG_ZERO_ALLOC;
+    }
+    lruDel(bdev, bo);
+    switchResource(bdev, bo, null);
+  } else {
+    const old = bo.tt;
+    bo.tt = null;
+    ttCreate(bo, caching).pageFlags |= TTM_TT_FLAG_ZERO_ALLOC;
+    transferToGhost(m, bdev, bo, old);
+  }
+  emitMove(m, bdev, bo, from, 'validate', false);
   return 0;
 }
 

@@ -6,7 +6,6 @@
  * pinned or swapped BOs sit on the device's unevictable list instead.
  */
 
-import { ENOSPC } from '../../machine/index.js';
 import {
   TTM_MAX_BO_PRIORITY,
   TTM_PL_FLAG_CONTIGUOUS,
@@ -17,43 +16,32 @@ import {
   TTM_PL_SYSTEM,
   TTM_PL_TT,
 } from '../consts.js';
+import {
+  DRM_MM_INSERT_BEST,
+  DRM_MM_INSERT_HIGH,
+  drmMmInit,
+  drmMmInsertNodeInRange,
+  drmMmRemoveNodeAt,
+} from './drm-mm.js';
 import type { BdevState, BoObjState, ManState, ResourceState, TtmPlace, TtmPlacement } from './state.js';
 
 export function newManager(memType: number, size: number, useTt: boolean): ManState {
   const lru: number[][] = [];
   for (let i = 0; i < TTM_MAX_BO_PRIORITY; i++) lru.push([]);
-  return { memType, useTt, usable: true, size, usage: 0, ranges: [], lru, move: -1 };
+  return { memType, useTt, usable: true, size, usage: 0, mm: drmMmInit(0, Math.max(size, 0)), lru, move: -1 };
 }
 
 /**
- * `ttm_range_man_alloc()` (drm_mm first fit, from the top with TOPDOWN):
- * the first page of a free run of `pages` inside [fpfn, lpfn), or -ENOSPC.
+ * `ttm_range_man_alloc()`: `drm_mm_insert_node_in_range()` of the object's
+ * pages inside [fpfn, lpfn) (lpfn 0: the manager's end), best fit
+ * (DRM_MM_INSERT_BEST) or from the top with TTM_PL_FLAG_TOPDOWN
+ * (DRM_MM_INSERT_HIGH). The first page, or -ENOSPC. The BO's page
+ * alignment is not modelled (every range is page-aligned).
  */
 function rangeAlloc(man: ManState, place: TtmPlace, pages: number, bo: number): number {
-  const lo = place.fpfn;
-  const hi = place.lpfn === 0 ? man.size : Math.min(place.lpfn, man.size);
-  const r = man.ranges;
-  // Free gaps in address order: [prevEnd, nextStart).
-  const gaps: [number, number][] = [];
-  let prev = 0;
-  for (let i = 0; i < r.length; i += 3) {
-    gaps.push([prev, r[i]!]);
-    prev = r[i]! + r[i + 1]!;
-  }
-  gaps.push([prev, man.size]);
-  const topdown = (place.flags & TTM_PL_FLAG_TOPDOWN) !== 0;
-  if (topdown) gaps.reverse();
-  for (const [gs, ge] of gaps) {
-    const s = Math.max(gs, lo);
-    const e = Math.min(ge, hi);
-    if (e - s < pages) continue;
-    const start = topdown ? e - pages : s;
-    let i = 0;
-    while (i < r.length && r[i]! < start) i += 3;
-    r.splice(i, 0, start, pages, bo);
-    return start;
-  }
-  return -ENOSPC;
+  const lpfn = place.lpfn === 0 ? man.size : place.lpfn;
+  const mode = (place.flags & TTM_PL_FLAG_TOPDOWN) !== 0 ? DRM_MM_INSERT_HIGH : DRM_MM_INSERT_BEST;
+  return drmMmInsertNodeInRange(man.mm, pages, bo, place.fpfn, lpfn, mode);
 }
 
 /** `ttm_resource_alloc()`: a resource for `bo` in `man` at `place`, or -ENOSPC. */
@@ -72,13 +60,7 @@ export function resourceFree(bdev: BdevState, res: ResourceState): void {
   const man = bdev.man[res.memType]!;
   man.usage -= res.pages;
   if (res.memType === TTM_PL_SYSTEM) return;
-  const r = man.ranges;
-  for (let i = 0; i < r.length; i += 3) {
-    if (r[i] === res.start) {
-      r.splice(i, 3);
-      return;
-    }
-  }
+  drmMmRemoveNodeAt(man.mm, res.start);
 }
 
 /**

@@ -7,6 +7,7 @@
 
 import { DmalabError, type Hasher, type Machine, registerSlot } from '../../machine/index.js';
 import type { TtmBoType, TtmCaching } from '../consts.js';
+import type { DrmMmState } from './drm-mm.js';
 
 /** `struct ttm_place`. `lpfn` 0 means "to the end of the manager". */
 export interface TtmPlace {
@@ -87,8 +88,8 @@ export interface ManState {
   /** Size in pages (SYSTEM: unlimited, -1). */
   size: number;
   usage: number;
-  /** Allocated ranges, sorted by start: flat [start, pages, bo] triples. */
-  ranges: number[];
+  /** The range manager's `drm_mm` of pages (owner: the BO id); unused by SYSTEM. */
+  mm: DrmMmState;
   /** One LRU per priority: BO ids, least recently used first. */
   lru: number[][];
   /** `man->move`: the last pipelined move out of this manager (a fence id), or -1. */
@@ -110,8 +111,8 @@ export interface BdevState {
   man: ManState[];
   /** `bdev->unevictable`: pinned and swapped BOs. */
   unevictable: number[];
-  /** Fake-offset nodes: flat [start, pages, bo] triples sorted by start. */
-  nodes: number[];
+  /** The fake-offset space (`vma_manager->vm_addr_space_mm`), in pages; owner: the BO id. */
+  vmaMm: DrmMmState;
   ttPages: number;
   ttPagesLimit: number;
   copyNsPerPage: number;

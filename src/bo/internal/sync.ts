@@ -3,8 +3,9 @@
  * layer's `dma_fence` and `dma_resv`: a pipelined move signals a fence on
  * the device's copy-engine timeline and adds it to the object's
  * reservation object with KERNEL usage; faults and evictions wait for
- * KERNEL fences only; swap-out, gutting and release wait for every fence
- * (BOOKKEEP). State keeps ids; the handles come from the dmabuf
+ * KERNEL fences only; swap-out and release wait for every fence
+ * (BOOKKEEP), and gutting hands a busy object's memory to a ghost that
+ * waits for them. State keeps ids; the handles come from the dmabuf
  * layer.
  */
 
