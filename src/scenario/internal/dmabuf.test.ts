@@ -43,6 +43,16 @@ ${READ}      - dmaBufEndCpuAccess: { buffer: frame, dir: DMA_FROM_DEVICE }
 `;
 
 describe('heap buffers and the importing driver’s steps', () => {
+  it('an attachment mapped after its detach is a use after free: a DmalabError at the step, not a stack trace', () => {
+    const text = camera(BRACKETED).replace(
+      '      - signal: mapped\n',
+      '      - dmaBufDetach: { attachment: att }\n      - dmaBufMapAttachment: { attachment: att, dir: DMA_TO_DEVICE, as: again }\n      - signal: mapped\n',
+    );
+    expect(() => runScenario(parseScenario('cam.yaml', text), { profile: 'x86_64' })).toThrow(
+      /^cam\.yaml:13: dmaBufMapAttachment: dma-buf attachment \d+ no longer exists \(a use after free in the kernel\)$/,
+    );
+  });
+
   it('allocates with DMA_HEAP_IOCTL_ALLOC, attaches, maps, and reads through dma_buf_vmap inside the CPU bracket', () => {
     const s = parseScenario('cam.yaml', camera(BRACKETED));
     for (const profile of PROFILE_NAMES) {

@@ -47,6 +47,7 @@ import { kernelReadBuffer, kernelWriteBuffer, setupBuffers } from './buffers.js'
 import { dmabufKernelStep, ioctlSyncStep, mmapHeap } from './dmabuf.js';
 import {
   allocated,
+  atStep,
   buffer,
   bufferSize,
   count,
@@ -373,12 +374,16 @@ function* agentBody(w: World, spec: AgentSpec): AgentBody {
   const proc = spec.kind === 'process' ? spawnProcess(w.m, spec.name) : null;
   const dev = spec.device === undefined ? null : w.devices.get(spec.device)!;
   for (const s of spec.steps) {
-    if (s.op === 'signal') yield w.ctx.signal(str(s.args, 'value'));
-    else if (s.op === 'wait') yield wait.signal(str(s.args, 'value'));
-    else if (s.op === 'sleep') yield wait.sleep(w.m, num(s.args, 'value'));
-    else if (proc !== null) yield* processStep(w, proc, s);
-    else if (dev !== null) yield* deviceStep(w, dev, s);
-    else yield* kernelStep(w, s);
+    try {
+      if (s.op === 'signal') yield w.ctx.signal(str(s.args, 'value'));
+      else if (s.op === 'wait') yield wait.signal(str(s.args, 'value'));
+      else if (s.op === 'sleep') yield wait.sleep(w.m, num(s.args, 'value'));
+      else if (proc !== null) yield* processStep(w, proc, s);
+      else if (dev !== null) yield* deviceStep(w, dev, s);
+      else yield* kernelStep(w, s);
+    } catch (e) {
+      throw atStep(e, w, s);
+    }
   }
 }
 

@@ -137,6 +137,18 @@ export function bufferSize(spec: BufferSetup): number {
   return spec.kind === 'pages' ? spec.pages * 4096 : spec.size;
 }
 
+/**
+ * An error a library call raised during a step (a use after free of a
+ * handle, say), located at the step's line, unless it already names a file.
+ */
+export function atStep(e: unknown, w: World, s: StepSpec): unknown {
+  if (!(e instanceof DmalabError) || e.location.file !== undefined) return e;
+  const field = e.location.field;
+  const prefix = field === undefined ? '' : `${field}: `;
+  const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
+  return new DmalabError(`${s.op}: ${message}`, { file: w.file, line: s.line });
+}
+
 /** A name used before the step that binds it ran: the scenario orders its agents wrongly. */
 export function usedBeforeMade(w: World, s: StepSpec, field: string, what: string): never {
   throw new DmalabError(`${what} used before the step that makes it (wait for a signal first)`, {
