@@ -254,13 +254,13 @@ agents:
     kind: kernel
     steps:
       - dmaMapSgtable: { device: nic, buffer: rx, dir: DMA_FROM_DEVICE, as: rxmap }
-      - dmaBufAttach: { buffer: frame, device: disp, as: crtc }
+      - dmaBufAttach: { buffer: frame, device: nic, as: crtc }
       - dmaBufMapAttachment: { attachment: crtc, dir: DMA_TO_DEVICE, as: scanout }
       - signal: mapped
       - wait: done
       - dmaSyncSgtableForCpu: { mapping: rxmap }
-      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_FROM_DEVICE }
-      - dmaBufEndCpuAccess: { buffer: frame, dir: DMA_FROM_DEVICE }
+      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_TO_DEVICE }
+      - dmaBufEndCpuAccess: { buffer: frame, dir: DMA_TO_DEVICE }
       - dmaUnmapSgtable: { mapping: rxmap }
       - dmaBufUnmapAttachment: { mapping: scanout }
       - dmaBufDetach: { attachment: crtc }
@@ -434,6 +434,16 @@ describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', ()
       'machine.cmaBytes',
       'must be a multiple of 4 MiB (4194304)',
     );
+    refused(
+      sg('cmaBytes: 4194304', 'cmaBytes: 268435456', x86),
+      'cmaBytes: ',
+      '268435456',
+      'machine.cmaBytes',
+      'must leave room for the kernel and swiotlb: at most half the RAM below 4 GiB (134217728)',
+    );
+    // The largest area the rule allows boots on every profile.
+    const half = parseScenario('ok.yaml', sg('cmaBytes: 4194304', 'cmaBytes: 134217728', x86));
+    expect(runScenario(half, { profile: 'x86_64' }).findings).toEqual([]);
   });
 
   it('refuses a step on a buffer of the wrong kind, saying which step fits', () => {
@@ -456,7 +466,7 @@ describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', ()
       "'rx' is a pages buffer: a pages buffer is mapped with dmaMapSgtable, a heap buffer through dmaBufAttach",
     );
     refused(
-      sg('buffer: frame, device: disp', 'buffer: rx, device: disp'),
+      sg('buffer: frame, device: nic', 'buffer: rx, device: nic'),
       'buffer: ',
       'rx, device',
       'agents[0].steps[1].dmaBufAttach.buffer',
@@ -588,10 +598,10 @@ describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', ()
     refused(
       sg(
         '      - mmap: { buffer: frame, as: fb }\n',
-        '      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_TO_DEVICE }\n',
+        '      - dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_BIDIRECTIONAL }\n',
       ),
       '- ',
-      'dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_TO',
+      'dmaBufBeginCpuAccess: { buffer: frame, dir: DMA_BI',
       'agents[1].steps[0].dmaBufBeginCpuAccess',
       "a process agent cannot take a 'dmaBufBeginCpuAccess' step (kernel only)",
     );

@@ -10,6 +10,7 @@ import { resolveOptions } from '../boot.js';
 import { DmalabError, MAX_PAGE_ORDER, PAGE_SIZE, PROFILE_NAMES } from '../machine/index.js';
 import {
   type BufferKind,
+  CMA_STEP,
   DEFAULT_RAM_BYTES,
   MAX_CONTIGUOUS_PAGES,
   SCENARIO_FILE,
@@ -294,6 +295,14 @@ export function parseScenario(file: string, text: string): Scenario {
   // Sizes bound a step's offset + length here, before any machine allocates a byte for it.
   const sizes = new Map<string, number>();
   const ram = f.machine?.ramBytes ?? DEFAULT_RAM_BYTES;
+  // createMachine places the CMA area below 4 GiB beside the kernel and swiotlb; half of that always fits.
+  const cmaRoom = Math.floor(Math.min(ram, 2 ** 32) / 2 / CMA_STEP) * CMA_STEP;
+  if ((f.machine?.cmaBytes ?? 0) > cmaRoom) {
+    at.fail(
+      ['machine', 'cmaBytes'],
+      `must leave room for the kernel and swiotlb: at most half the RAM below 4 GiB (${cmaRoom})`,
+    );
+  }
   const cma = cmaCheck(at, f);
   f.buffers.forEach((b, i) => {
     if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);

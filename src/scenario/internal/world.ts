@@ -14,12 +14,14 @@ import {
   formatHex,
   type KernelVa,
   type Machine,
+  PAGE_SIZE,
   type Page,
 } from '../../machine/index.js';
 import type { Process } from '../../mm/index.js';
 import type { RunContext } from '../runtime.js';
 import type { BufferSetup, StepSpec } from '../types.js';
 
+/** The directions a file names, as the DMA API's constants. */
 export const DIRS: Readonly<Record<string, DmaDataDirection>> = {
   DMA_TO_DEVICE,
   DMA_FROM_DEVICE,
@@ -101,15 +103,18 @@ export interface World {
   allocator: Process | null;
 }
 
+/** A step's numeric argument, or `def` when it has none. */
 export function num(args: Readonly<Record<string, unknown>>, key: string, def = 0): number {
   const x = args[key];
   return typeof x === 'number' ? x : def;
 }
 
+/** A step's argument as text (names, directions). */
 export function str(args: Readonly<Record<string, unknown>>, key: string): string {
   return String(args[key]);
 }
 
+/** `length` bytes of `value`: what `fill` writes and devices transfer. */
 export function fill(length: number, value: number): Uint8Array {
   return new Uint8Array(length).fill(value);
 }
@@ -119,6 +124,7 @@ export function count(n: number, what: string, plural = `${what}s`): string {
   return `${n} ${n === 1 ? what : plural}`;
 }
 
+/** An address as the kernel prints it. */
 export function hex(n: number): string {
   return formatHex(n);
 }
@@ -128,13 +134,14 @@ export function where(w: World, s: StepSpec, what: string): string {
   return `${w.file}:${s.line}: ${what}`;
 }
 
+/** A buffer of the setup by name (parse.ts has checked that it exists). */
 export function buffer(w: World, name: string): Buffer {
   return w.buffers.get(name)!;
 }
 
 /** A buffer's size in bytes (a pages buffer's is its pages'). */
 export function bufferSize(spec: BufferSetup): number {
-  return spec.kind === 'pages' ? spec.pages * 4096 : spec.size;
+  return spec.kind === 'pages' ? spec.pages * PAGE_SIZE : spec.size;
 }
 
 /**
