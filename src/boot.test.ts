@@ -97,6 +97,27 @@ describe('runOnProfiles', () => {
     expect(off.rows.map((x) => x.verdict)).toEqual(['clean', 'clean']);
   });
 
+  it('compares observed bytes in order, not by step number: a profile that makes more calls first still agrees', () => {
+    // On parisc the driver makes two extra calls before it maps: every later step number shifts by two.
+    const busier = (m: Machine) => {
+      if (m.profile.name === 'parisc') {
+        apiCall(m, 'driver_extra_setup', () => {});
+        apiCall(m, 'driver_extra_setup', () => {});
+      }
+      driver(m);
+    };
+    expect(runOnProfiles(busier, ['x86_64', 'parisc']).divergence).toBeNull();
+    // Where the bytes do differ, the first profile's step is reported.
+    expect(runOnProfiles(busier, ['x86_64', 'arm64-noncoherent', 'parisc']).divergence).toEqual({
+      step: 4,
+      call: 'driver_poll',
+    });
+    expect(runOnProfiles(busier, ['parisc', 'arm64-noncoherent']).divergence).toEqual({
+      step: 6,
+      call: 'driver_poll',
+    });
+  });
+
   it('keeps the findings up to a panic, and refuses a profile in the options', () => {
     const r = runOnProfiles(driver, ['arm64-noncoherent'], { panicOnWarn: true });
     expect(r.rows[0]!.findings.map((f) => f.code)).toEqual(['OWNERSHIP']);

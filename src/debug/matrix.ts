@@ -16,33 +16,37 @@ export interface ProfileRow {
 
 export interface ProfilesResult {
   rows: ProfileRow[];
-  /** The first step whose observed bytes differ between profiles, or null. */
+  /** The first operation whose observed bytes differ between profiles (see `firstDivergence`), or null. */
   divergence: { step: number; call: string } | null;
 }
 
 /**
  * The first operation where any profile observed other bytes than the
- * first profile did (or observed something the other did not).
+ * first profile did (or observed something the other did not). Reads are
+ * compared in order by call and bytes, not by step number: a profile that
+ * makes more calls before (a bounce, an extra device job per DMA segment)
+ * numbers its steps differently and still agrees. The step given is the
+ * first profile's (the other's when the first has no such read).
  */
 export function firstDivergence(
   logs: readonly (readonly ObservedRead[])[],
 ): { step: number; call: string } | null {
   const base = logs[0];
   if (base === undefined) return null;
-  let best: ObservedRead | null = null;
+  let at = Number.POSITIVE_INFINITY;
+  let found: ObservedRead | null = null;
   for (const log of logs.slice(1)) {
     const n = Math.max(base.length, log.length);
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n && i < at; i++) {
       const a = base[i];
       const b = log[i];
-      if (a !== undefined && b !== undefined && a.step === b.step && a.call === b.call && a.hash === b.hash)
-        continue;
-      const here = a === undefined ? b! : b === undefined ? a : a.step <= b.step ? a : b;
-      if (best === null || here.step < best.step) best = here;
+      if (a !== undefined && b !== undefined && a.call === b.call && a.hash === b.hash) continue;
+      at = i;
+      found = a ?? b!;
       break;
     }
   }
-  return best === null ? null : { step: best.step, call: best.call };
+  return found === null ? null : { step: found.step, call: found.call };
 }
 
 export interface MatrixOptions {
