@@ -23,6 +23,8 @@ import {
   cpuWrite,
   DMA_BIT_MASK,
   DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  deviceDmaRead,
   dmaMappingError,
   dmaMapSingle,
   dmaSetMaskAndCoherent,
@@ -54,6 +56,21 @@ function floor(profile: string): () => void {
   };
 }
 
+/** A device reading 1 MiB it owns (mapped DMA_TO_DEVICE): the checker's ownership and oracle on every byte. */
+function deviceRead1M(profile: string, check: boolean): () => void {
+  const m = createMachine({ profile, ramBytes: 256 * 1024 * 1024, check });
+  const dev = addDevice(m, { name: 'nic' });
+  dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
+  const page = allocPages(m, GFP_KERNEL, 8)!;
+  const buf = pageAddress(page);
+  cpuWrite(m, pageToPhys(page), buf, 'cached', new Uint8Array(1 << 20).fill(0x5a), 0, 1 << 20);
+  const addr = dmaMapSingle(dev, buf, 1 << 20, DMA_TO_DEVICE);
+  if (dmaMappingError(dev, addr)) throw new Error('map failed');
+  return () => {
+    deviceDmaRead(dev, addr, 1 << 20);
+  };
+}
+
 export async function debugBenchmarks(): Promise<void> {
   for (const profile of ['x86_64', 'arm64-noncoherent', 'parisc', 'swiotlb-force']) {
     await ratio(
@@ -61,6 +78,16 @@ export async function debugBenchmarks(): Promise<void> {
       roundTrip(profile, false),
       roundTrip(profile, true),
       { min: 0.5, text: '>= 0.5 (at most 2x the time)' },
+    );
+  }
+  for (const profile of ['x86_64', 'arm64-noncoherent']) {
+    await ratio(
+      `checker on vs off, device DMA read of 1 MiB it owns, ${profile}`,
+      deviceRead1M(profile, false),
+      deviceRead1M(profile, true),
+      undefined,
+      5,
+      300,
     );
   }
   for (const profile of ['x86_64', 'arm64-noncoherent']) {

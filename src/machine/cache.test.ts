@@ -144,6 +144,36 @@ describe('x86_64 cache model', () => {
     expect([...kread(m, pa + 64, 2)]).toEqual([0x42, 0x42]);
   });
 
+  it('a snooping device sees exactly what the CPU sees, at any offset and length (word and byte paths)', () => {
+    const m = createMachine({ profile: 'x86_64', ramBytes: 64 << 20 });
+    const dev = addDevice(m, { name: 'nic' });
+    const pa = page(m);
+    const pattern = Uint8Array.from({ length: PAGE_SIZE }, (_, i) => (i * 7 + 3) & 0xff);
+    // Memory holds the pattern; then the CPU dirties some lines (whole and partial) with other bytes.
+    deviceDmaWrite(dev, pa, pattern);
+    kwrite(m, pa + 64, bytes(128, 0xa1));
+    kwrite(m, pa + 301, bytes(37, 0xb2));
+    kwrite(m, pa + 1024, bytes(640, 0xc3));
+    const cpu = kread(m, pa, PAGE_SIZE);
+    for (const [off, len] of [
+      [0, PAGE_SIZE],
+      [3, 200],
+      [64, 128],
+      [300, 41],
+      [1021, 700],
+      [1028, 8],
+    ] as const) {
+      expect([...deviceDmaRead(dev, pa + off, len)], `read ${off}+${len}`).toEqual([
+        ...cpu.subarray(off, off + len),
+      ]);
+    }
+    // A device write at odd offsets lands in the cached copies too.
+    const w = Uint8Array.from({ length: 333 }, (_, i) => (i * 13) & 0xff);
+    deviceDmaWrite(dev, pa + 1030, w);
+    expect([...kread(m, pa + 1030, 333)]).toEqual([...w]);
+    expect([...kread(m, pa + 1024, 6)]).toEqual([...bytes(6, 0xc3)]);
+  });
+
   it('snoops uncached CPU accesses (self-snoop)', () => {
     const m = createMachine({ profile: 'x86_64', ramBytes: 64 << 20 });
     const pa = page(m);
