@@ -216,6 +216,31 @@ interface Use {
   readonly op?: string;
 }
 
+/** A fence name bound by a step's `as`: a scheduler job's finished fence, a software fence, or a sync_file fd. */
+interface FenceBind {
+  readonly kind: 'sched' | 'sw' | 'syncFile';
+  readonly agent: number;
+  readonly step: number;
+  readonly line: number;
+}
+
+/** What each kind of fence name is made by, for messages. */
+const FENCE_MADE: Readonly<Record<FenceBind['kind'], string>> = {
+  sched: 'a drmSchedEntityPushJob fence',
+  sw: 'a dmaFenceInit fence',
+  syncFile: 'a dmaBufExportSyncFile sync_file',
+};
+
+/** A fence name a step uses: which kinds will do there. */
+interface FenceUse {
+  readonly path: Key[];
+  readonly name: string;
+  readonly agent: number;
+  readonly step: number;
+  readonly kinds: readonly FenceBind['kind'][];
+  readonly why: string;
+}
+
 /**
  * The `reserved` heap is the machine's CMA area: every profile the scenario
  * runs on must have one (createMachine's default gives one to arm64 only),
@@ -359,10 +384,95 @@ export function parseScenario(file: string, text: string): Scenario {
     }
     mappings.set(name, bind);
   };
+  const fences = new Map<string, FenceBind>();
+  const fenceUses: FenceUse[] = [];
   const agentNames = new Set<string>();
   // A wait on something no agent signals would block its agent for ever: refused at the wait.
   const signals = new Set<string>();
   const waits: { path: Key[]; name: string }[] = [];
+  /** Binds and records the fence names of a fence or sync_file step, and checks its buffers and ranges. */
+  const fenceSteps = (
+    op: StepOp,
+    obj: Record<string, unknown>,
+    base: Key[],
+    ai: number,
+    si: number,
+  ): void => {
+    const bind = (kind: FenceBind['kind']): void => {
+      const name = obj.as as string;
+      const had = fences.get(name);
+      if (had !== undefined) {
+        at.fail([...base, 'as'], `'${name}' already names ${FENCE_MADE[had.kind]} (line ${had.line})`);
+      }
+      fences.set(name, { kind, agent: ai, step: si, line: at.line(['agents', ai, 'steps', si]) });
+    };
+    const use = (path: Key[], name: string, kinds: FenceBind['kind'][], why: string): void => {
+      fenceUses.push({ path, name, agent: ai, step: si, kinds, why });
+    };
+    switch (op) {
+      case 'drmSchedEntityPushJob': {
+        const deps = obj.deps as string[];
+        deps.forEach((d, i) => {
+          use([...base, 'deps', i], d, ['sched', 'sw', 'syncFile'], 'any fence will do');
+        });
+        const resv = obj.resv as { buffer: string } | undefined;
+        if (resv !== undefined) {
+          const kind = buffers.get(resv.buffer);
+          if (kind === undefined)
+            at.fail([...base, 'resv', 'buffer'], `no buffer named '${resv.buffer}' in buffers`);
+          if (kind !== 'heap') {
+            at.fail(
+              [...base, 'resv', 'buffer'],
+              `'${resv.buffer}' is a ${kind} buffer: only a heap buffer is a dma-buf with a reservation object`,
+            );
+          }
+        }
+        const which = obj.write !== undefined ? 'write' : 'read';
+        const range = obj[which] as { offset?: number; length: number };
+        uses.push({
+          path: [...base, 'mapping'],
+          kind: 'mapping',
+          name: obj.mapping as string,
+          end: (range.offset ?? 0) + range.length,
+          span: [...base, which, 'length'],
+        });
+        bind('sched');
+        return;
+      }
+      case 'dmaFenceInit':
+        bind('sw');
+        return;
+      case 'dmaBufExportSyncFile':
+        bind('syncFile');
+        return;
+      case 'dmaFenceSignal':
+        use(
+          [...base, 'fence'],
+          obj.fence as string,
+          ['sw'],
+          "only a software fence is signalled by a step (a job's fence signals when the device completes it)",
+        );
+        return;
+      case 'dmaFenceWait':
+      case 'dmaResvAddFence':
+        use(
+          [...base, 'fence'],
+          obj.fence as string,
+          ['sched', 'sw'],
+          "a kernel step takes a fence (a driver gets a sync_file's fence through deps)",
+        );
+        return;
+      case 'dmaBufImportSyncFile':
+      case 'poll':
+        use(
+          [...base, 'syncFile'],
+          obj.syncFile as string,
+          ['syncFile'],
+          'a process holds only sync_file fds',
+        );
+        return;
+    }
+  };
   const agents: AgentSpec[] = f.agents.map((a, ai) => {
     if (agentNames.has(a.name)) at.fail(['agents', ai, 'name'], `an agent named '${a.name}' already exists`);
     agentNames.add(a.name);
@@ -411,6 +521,7 @@ export function parseScenario(file: string, text: string): Scenario {
         within([...base, span], obj.buffer as string, sizes.get(obj.buffer as string), end, span);
       }
       const as = [...base, 'as'];
+      fenceSteps(known, obj, base, ai, si);
       if (known === 'signal') signals.add(args as string);
       if (known === 'wait') waits.push({ path: base, name: args as string });
       if (known === 'dmaMapSingle')
@@ -449,6 +560,26 @@ export function parseScenario(file: string, text: string): Scenario {
     });
     return { name: a.name, kind: a.kind, ...(a.device !== undefined ? { device: a.device } : {}), steps };
   });
+  for (const u of fenceUses) {
+    const bound = fences.get(u.name);
+    if (bound === undefined) {
+      at.fail(
+        u.path,
+        `no fence or sync_file named '${u.name}' (drmSchedEntityPushJob, dmaFenceInit or dmaBufExportSyncFile … as)`,
+      );
+      continue;
+    }
+    if (!u.kinds.includes(bound.kind)) at.fail(u.path, `'${u.name}' is ${FENCE_MADE[bound.kind]}: ${u.why}`);
+    if (bound.kind === 'syncFile' && u.kinds.length === 1 && bound.agent !== u.agent) {
+      at.fail(
+        u.path,
+        `'${u.name}' is an fd of agent '${f.agents[bound.agent]!.name}': a sync_file fd belongs to the process that made it`,
+      );
+    }
+    if (bound.agent === u.agent && bound.step >= u.step) {
+      at.fail(u.path, `'${u.name}' is used before the step that makes it (line ${bound.line})`);
+    }
+  }
   // Attachments first: a dma-buf mapping's size is its attachment's buffer's.
   for (const u of uses) {
     if (u.kind === 'attachment' && !attachments.has(u.name)) {

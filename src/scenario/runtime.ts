@@ -10,6 +10,7 @@
  * generators (API.md §5), which is why agents are functions of the machine.
  */
 
+import { DMA_FENCE_FLAG_SIGNALED_BIT, fenceHandle } from '../dmabuf/index.js';
 import {
   advanceTime,
   type Device,
@@ -26,7 +27,9 @@ export type WaitCondition =
   | { readonly anyOf: readonly string[] }
   | { readonly until: number }
   | { readonly job: number }
-  | { readonly idle: string };
+  | { readonly idle: string }
+  /** A fence (by id) to signal; `what` names it in messages. */
+  | { readonly fence: number; readonly what: string };
 
 /**
  * What an agent yields after each step: the step's description for the
@@ -120,6 +123,12 @@ export const wait = {
   /** Sleeps `ns` of model time from now. */
   sleep: (m: Machine, ns: number): Yielded => ({ op: `sleep ${ns} ns`, wait: { until: m.clock.time + ns } }),
   job: (id: number, op = `wait job ${id}`): Yielded => ({ op, wait: { job: id } }),
+  /**
+   * Blocks until the fence signals, before the step calls the library's
+   * wait. When nothing else can happen the agent is let go unsignalled: the
+   * library's wait then ends at its hung-task horizon with a finding.
+   */
+  fence: (id: number, what: string, op = `wait for ${what}`): Yielded => ({ op, wait: { fence: id, what } }),
   /** Waits until the device has no job left in flight. */
   idle: (dev: Device): Yielded => ({ op: `wait ${dev.name} idle`, wait: { idle: dev.name } }),
 };
@@ -146,6 +155,8 @@ function satisfied(m: Machine, ctx: RunContext, w: WaitCondition): boolean {
   if ('anyOf' in w) return w.anyOf.some((s) => ctx.signalled(s));
   if ('until' in w) return m.clock.time >= w.until;
   if ('job' in w) return !pendingJobs(m).some((j) => j.id === w.job);
+  // The bit alone: polling the fence's ops would observe it on behalf of whichever agent runs.
+  if ('fence' in w) return (fenceHandle(m, w.fence).flags & (1 << DMA_FENCE_FLAG_SIGNALED_BIT)) !== 0;
   const dev = m.devices.find((d) => d.name === w.idle);
   return dev === undefined || !pendingJobs(m).some((j) => j.device === dev.id);
 }
@@ -166,6 +177,7 @@ function describeWait(w: WaitCondition): string {
   if ('anyOf' in w) return `one of the signals ${w.anyOf.map((s) => `'${s}'`).join(', ')}`;
   if ('until' in w) return `time ${w.until}`;
   if ('job' in w) return `job ${w.job}`;
+  if ('fence' in w) return w.what;
   return `${w.idle} idle`;
 }
 
@@ -215,6 +227,12 @@ export function runAgents(
       if (running.every((r) => r.done)) break;
       const t = nextEventTime(m, running);
       if (t === null) {
+        // A fence nothing can signal any more: its waiters go on to the library's wait, which reports the hung task.
+        const hung = running.filter((r) => !r.done && r.waiting !== null && 'fence' in r.waiting);
+        if (hung.length > 0) {
+          for (const r of hung) r.waiting = null;
+          continue;
+        }
         const stuck = running
           .filter((r) => !r.done)
           .map((r) => `${r.agent.name} waits for ${describeWait(r.waiting!)}`);

@@ -72,6 +72,20 @@ const syncFlags = v.pipe(
     'must be START or END and a direction (READ, WRITE or RW), each once: [START, READ], [END, WRITE], [START, RW]',
   ),
 );
+/** The reservation object's usage classes (`DMA_RESV_USAGE_*`), weakest last. */
+export const RESV_USAGES = ['KERNEL', 'WRITE', 'READ', 'BOOKKEEP'] as const;
+const usage = v.picklist(RESV_USAGES);
+/** The flags of DMA_BUF_IOCTL_EXPORT/IMPORT_SYNC_FILE: a non-empty set of READ and WRITE. */
+const syncFileFlags = v.pipe(
+  v.array(v.picklist(['READ', 'WRITE'])),
+  v.check(
+    (flags) => flags.length > 0 && new Set(flags).size === flags.length,
+    'must be READ, WRITE or both, each once: [READ], [WRITE], [READ, WRITE]',
+  ),
+);
+/** What a scheduler job does on its mapping: the bytes it writes or the bytes it reads. */
+const jobWrite = v.strictObject({ offset: v.optional(nat), length: positive, fill: byte });
+const jobRead = v.strictObject({ offset: v.optional(nat), length: positive, expect: v.optional(byte) });
 const errno = v.pipe(v.string(), v.regex(/^-E[A-Z0-9]+$/, "must be a negated errno name such as '-ENXIO'"));
 
 /** Arguments of each step operation, by operation name. */
@@ -130,6 +144,29 @@ export const STEP_ARGS = {
   dmaBufBeginCpuAccess: v.strictObject({ buffer: name, dir: direction }),
   dmaBufEndCpuAccess: v.strictObject({ buffer: name, dir: direction }),
   dmaBufIoctlSync: v.strictObject({ buffer: name, flags: syncFlags }),
+  drmSchedEntityPushJob: v.pipe(
+    v.strictObject({
+      mapping: name,
+      write: v.optional(jobWrite),
+      read: v.optional(jobRead),
+      duration: nat,
+      deps: v.optional(v.array(name), []),
+      resv: v.optional(v.strictObject({ buffer: name, usage })),
+      as: name,
+    }),
+    v.check(
+      (o) => (o.write === undefined) !== (o.read === undefined),
+      'a job either writes or reads: give write or read, not both',
+    ),
+  ),
+  dmaResvAddFence: v.strictObject({ buffer: name, fence: name, usage }),
+  dmaResvWaitTimeout: v.strictObject({ buffer: name, usage }),
+  dmaFenceInit: v.strictObject({ as: name }),
+  dmaFenceSignal: v.strictObject({ fence: name }),
+  dmaFenceWait: v.strictObject({ fence: name }),
+  dmaBufExportSyncFile: v.strictObject({ buffer: name, flags: syncFileFlags, as: name }),
+  dmaBufImportSyncFile: v.strictObject({ buffer: name, syncFile: name, flags: syncFileFlags }),
+  poll: v.strictObject({ syncFile: name }),
 } as const;
 
 export type StepOp = keyof typeof STEP_ARGS;
@@ -162,6 +199,15 @@ export const STEP_AGENTS: Readonly<Record<StepOp, readonly ('kernel' | 'process'
   dmaBufBeginCpuAccess: ['kernel'],
   dmaBufEndCpuAccess: ['kernel'],
   dmaBufIoctlSync: ['process'],
+  drmSchedEntityPushJob: ['kernel'],
+  dmaResvAddFence: ['kernel'],
+  dmaResvWaitTimeout: ['kernel'],
+  dmaFenceInit: ['kernel'],
+  dmaFenceSignal: ['kernel'],
+  dmaFenceWait: ['kernel'],
+  dmaBufExportSyncFile: ['process'],
+  dmaBufImportSyncFile: ['process'],
+  poll: ['process'],
 };
 
 export type BufferKind = 'kmalloc' | 'coherent' | 'coherent-for-mmap' | 'pages' | 'heap';
@@ -189,6 +235,10 @@ export const STEP_BUFFER_KINDS: Partial<
   dmaBufBeginCpuAccess: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf' },
   dmaBufEndCpuAccess: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf' },
   dmaBufIoctlSync: { kinds: ['heap'], hint: 'only a heap buffer has a dma-buf fd' },
+  dmaResvAddFence: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf with a reservation object' },
+  dmaResvWaitTimeout: { kinds: ['heap'], hint: 'only a heap buffer is a dma-buf with a reservation object' },
+  dmaBufExportSyncFile: { kinds: ['heap'], hint: 'only a heap buffer has a dma-buf fd' },
+  dmaBufImportSyncFile: { kinds: ['heap'], hint: 'only a heap buffer has a dma-buf fd' },
 };
 
 const step = v.pipe(
@@ -244,6 +294,7 @@ export const SCENARIO_FILE = v.strictObject({
         coherence: v.optional(v.picklist(['snoop', 'none', 'ci'])),
         iommu: v.optional(v.boolean()),
         busDmaLimitBits: v.optional(bits),
+        coherencyDomain: v.optional(name),
       }),
     ),
     [],

@@ -67,6 +67,8 @@ export interface DeviceSetup {
   readonly coherence?: 'snoop' | 'none' | 'ci';
   readonly iommu?: boolean;
   readonly busDmaLimitBits?: number;
+  /** Devices named alike share a coherency domain (addDevice's; snooping devices default to the CPU's). */
+  readonly coherencyDomain?: string;
   readonly deviceMemoryBytes?: number;
 }
 

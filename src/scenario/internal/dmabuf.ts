@@ -70,14 +70,14 @@ import {
 } from './world.js';
 
 /** `value` as `bytes` little-endian bytes (u32 and u64 fields of ioctl structs). */
-function le(value: number, bytes: number): number[] {
+export function le(value: number, bytes: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < bytes; i++) out.push(Math.floor(value / 2 ** (8 * i)) & 0xff);
   return out;
 }
 
 /** A page of the process's own memory for ioctl arguments, mapped at its first ioctl. */
-function scratch(w: World, proc: Process): number {
+export function scratch(w: World, proc: Process): number {
   let addr = w.scratch.get(proc.pid);
   if (addr === undefined) {
     addr = sysMmap(proc, 0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -18,7 +18,6 @@ import {
   dmaUnmapSgtable,
   dmaUnmapSingle,
 } from '../../dma/index.js';
-import { forEachSgtableDmaSg } from '../../lib/index.js';
 import {
   addDevice,
   type Device,
@@ -46,10 +45,19 @@ import type { AgentSpec, DeclarativeBody, StepSpec } from '../types.js';
 import { kernelReadBuffer, kernelWriteBuffer, setupBuffers } from './buffers.js';
 import { dmabufKernelStep, ioctlSyncStep, mmapHeap } from './dmabuf.js';
 import {
+  checkJobReads,
+  fenceKernelStep,
+  fenceProcessStep,
+  KERNEL_FENCE_OPS,
+  PROCESS_FENCE_OPS,
+} from './fences.js';
+import {
   allocated,
   atStep,
+  type BusPiece,
   buffer,
   bufferSize,
+  busPieces,
   count,
   DIRS,
   expectKind,
@@ -57,8 +65,8 @@ import {
   hex,
   mappingOf,
   num,
+  share,
   str,
-  usedBeforeMade,
   type World,
   where,
 } from './world.js';
@@ -175,6 +183,7 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
       return yield { op: `${call}(${mp.dev.name}, ${mp.buffer}, ${mp.dirName})` };
     }
   }
+  if (KERNEL_FENCE_OPS.has(s.op)) return yield* fenceKernelStep(w, s);
   if (s.op.startsWith('dmaBuf')) return yield* dmabufKernelStep(w, s);
   throw new DmalabError(`step '${s.op}' is not a kernel step`, { file: w.file, line: s.line });
 }
@@ -215,6 +224,7 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
   const a = s.args;
   if (s.op === 'mmap') return yield* mmapStep(w, proc, s);
   if (s.op === 'dmaBufIoctlSync') return yield* ioctlSyncStep(w, proc, s);
+  if (PROCESS_FENCE_OPS.has(s.op)) return yield* fenceProcessStep(w, proc, s);
   const name = str(a, 'map');
   const um = w.maps.get(name);
   if (um === undefined)
@@ -234,63 +244,6 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
   const label = `userRead(${name}+${off}, ${len})`;
   if (a.expect !== undefined) w.ctx.expectBytes(where(w, s, label), got, num(a, 'expect'));
   return yield { op: label };
-}
-
-/** A contiguous run of bus addresses a device transfer covers. */
-interface BusPiece {
-  readonly bus: number;
-  readonly len: number;
-  /** The DMA segment it lies in, counted from 1 (0 for a target that is one range). */
-  readonly segment: number;
-}
-
-/**
- * Where a device transfer of `len` bytes at logical offset `off` of `target`
- * goes: one range for a coherent buffer or a single mapping; for an sg_table
- * or dma-buf mapping, the pieces of its DMA segments (`sg_dma_address`,
- * `sg_dma_len`) the range covers, in order. Null when the target failed.
- */
-function busPieces(
-  w: World,
-  s: StepSpec,
-  target: string,
-  off: number,
-  len: number,
-): { pieces: BusPiece[]; segments: number } | null {
-  const b = w.buffers.get(target);
-  if (b !== undefined) {
-    return b.dma === null ? null : { pieces: [{ bus: b.dma + off, len, segment: 0 }], segments: 0 };
-  }
-  const mp = w.mappings.get(target);
-  if (mp === undefined) usedBeforeMade(w, s, 'at', `mapping '${target}'`);
-  if (mp === null) return null;
-  if (mp.kind === 'single') return { pieces: [{ bus: mp.dma + off, len, segment: 0 }], segments: 0 };
-  const pieces: BusPiece[] = [];
-  let skip = off;
-  let left = len;
-  let segment = 0;
-  for (const sg of forEachSgtableDmaSg(mp.sgt)) {
-    segment++;
-    if (left === 0) break;
-    const segLen = sg.dmaLength;
-    if (skip >= segLen) {
-      skip -= segLen;
-      continue;
-    }
-    const n = Math.min(segLen - skip, left);
-    pieces.push({ bus: sg.dmaAddress + skip, len: n, segment });
-    left -= n;
-    skip = 0;
-  }
-  if (left > 0) {
-    w.ctx.check(false, where(w, s, `${target}'s DMA segments end ${left} bytes before offset + length`));
-  }
-  return { pieces, segments: mp.sgt.nents };
-}
-
-/** A piece's share of a transfer's duration, by its bytes (the shares add up to the whole). */
-function share(duration: number, len: number, start: number, n: number): number {
-  return Math.floor((duration * (start + n)) / len) - Math.floor((duration * start) / len);
 }
 
 function* deviceStep(w: World, dev: Device, s: StepSpec): Generator<Yielded, void, undefined> {
@@ -405,11 +358,15 @@ export function declarativeAgents(
     maps: new Map(),
     scratch: new Map(),
     allocator: null,
+    fences: new Map(),
+    syncFiles: new Map(),
+    jobReads: [],
   };
   for (const d of body.devices) w.devices.set(d.name, addDevice(m, d));
   setupBuffers(w, body.buffers);
   const agents = body.agents.map((spec) => ({ name: spec.name, kind: spec.kind, body: agentBody(w, spec) }));
   const final = () => {
+    checkJobReads(w);
     for (const c of body.final) {
       const label = `${file}:${c.line}: final ${c.read}+${c.offset}`;
       const um = w.maps.get(c.read);

@@ -5,8 +5,8 @@
  */
 
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaDataDirection } from '../../dma/index.js';
-import type { DmaBuf, DmaBufAttachment } from '../../dmabuf/index.js';
-import type { SgTable } from '../../lib/index.js';
+import type { DmaBuf, DmaBufAttachment, DmaFence, DrmSchedJob } from '../../dmabuf/index.js';
+import { forEachSgtableDmaSg, type SgTable } from '../../lib/index.js';
 import {
   type Device,
   type DmaAddr,
@@ -101,6 +101,19 @@ export interface World {
   readonly scratch: Map<number, number>;
   /** The process that allocates heap buffers (spawned by the first). */
   allocator: Process | null;
+  /** Named fences (the scenario's reference to each); null when the step that makes it was skipped. */
+  readonly fences: Map<string, DmaFence | null>;
+  /** Named sync_file fds, each its process's; null when the export failed. */
+  readonly syncFiles: Map<string, { readonly proc: Process; readonly fd: number } | null>;
+  /** Scheduler jobs that read with an expectation, checked once every job has completed. */
+  readonly jobReads: JobRead[];
+}
+
+/** A scheduler job's read and what its bytes must be: one job per piece of the mapping it covers. */
+export interface JobRead {
+  readonly label: string;
+  readonly jobs: readonly { readonly job: DrmSchedJob; readonly len: number }[];
+  readonly expect: number;
 }
 
 /** A step's numeric argument, or `def` when it has none. */
@@ -193,4 +206,61 @@ export function mappingOf(w: World, s: StepSpec, field: string): Mapping | null 
   const mp = w.mappings.get(name);
   if (mp === undefined) usedBeforeMade(w, s, field, `mapping '${name}'`);
   return mp;
+}
+
+/** A contiguous run of bus addresses a device transfer covers. */
+export interface BusPiece {
+  readonly bus: number;
+  readonly len: number;
+  /** The DMA segment it lies in, counted from 1 (0 for a target that is one range). */
+  readonly segment: number;
+}
+
+/**
+ * Where a device transfer of `len` bytes at logical offset `off` of `target`
+ * goes: one range for a coherent buffer or a single mapping; for an sg_table
+ * or dma-buf mapping, the pieces of its DMA segments (`sg_dma_address`,
+ * `sg_dma_len`) the range covers, in order. Null when the target failed.
+ */
+export function busPieces(
+  w: World,
+  s: StepSpec,
+  target: string,
+  off: number,
+  len: number,
+): { pieces: BusPiece[]; segments: number } | null {
+  const b = w.buffers.get(target);
+  if (b !== undefined) {
+    return b.dma === null ? null : { pieces: [{ bus: b.dma + off, len, segment: 0 }], segments: 0 };
+  }
+  const mp = w.mappings.get(target);
+  if (mp === undefined) usedBeforeMade(w, s, 'at', `mapping '${target}'`);
+  if (mp === null) return null;
+  if (mp.kind === 'single') return { pieces: [{ bus: mp.dma + off, len, segment: 0 }], segments: 0 };
+  const pieces: BusPiece[] = [];
+  let skip = off;
+  let left = len;
+  let segment = 0;
+  for (const sg of forEachSgtableDmaSg(mp.sgt)) {
+    segment++;
+    if (left === 0) break;
+    const segLen = sg.dmaLength;
+    if (skip >= segLen) {
+      skip -= segLen;
+      continue;
+    }
+    const n = Math.min(segLen - skip, left);
+    pieces.push({ bus: sg.dmaAddress + skip, len: n, segment });
+    left -= n;
+    skip = 0;
+  }
+  if (left > 0) {
+    w.ctx.check(false, where(w, s, `${target}'s DMA segments end ${left} bytes before offset + length`));
+  }
+  return { pieces, segments: mp.sgt.nents };
+}
+
+/** A piece's share of a transfer's duration, by its bytes (the shares add up to the whole). */
+export function share(duration: number, len: number, start: number, n: number): number {
+  return Math.floor((duration * (start + n)) / len) - Math.floor((duration * start) / len);
 }
