@@ -40,6 +40,8 @@ export const CATALOGUE: readonly string[] = [
   'dmabuf-mmap-write-bracketed',
   'dmabuf-two-driver-table',
   'dmabuf-two-driver-exclusive',
+  'dmabuf-fence-implicit-ordered',
+  'dmabuf-fence-implicit-missing',
   'bo-migrate-under-mapping',
   'bo-migrate-stale-pte',
 ];
