@@ -347,12 +347,18 @@ function probeSyncSg(profile: string, call: string, dir: DmaDataDirection, forCp
 function heapProbe(profile: string): { p: Probe; at: DmaBufAttachment } {
   const m = createMachine({ profile, ramBytes: RAM, check: false });
   const dev = addDevice(m, { name: 'probe' });
+  // Where the exporter put the bytes, as it announces them (not from its private data).
+  let pa = -1;
+  const off = m.bus.on('dmabuf-export', (ev) => {
+    pa = ev.backing[0] ?? -1;
+  });
   const db = dmaHeapBufferAlloc(m, 'system', SIZE, O_RDWR, 0);
+  off();
   if (typeof db === 'number')
     throw new DmalabError(`explain: the system heap refused the probe buffer (${db})`);
+  if (pa < 0) throw new DmalabError('explain: the system heap announced no backing for the probe buffer');
   const at = dmaBufAttach(db, dev);
   if (typeof at === 'number') throw new DmalabError(`explain: the probe device could not attach (${at})`);
-  const pa = (db.priv as { chunks: number[] }).chunks[0]! * PAGE_SIZE;
   return { p: { m, dev, va: physToVirt(pa), pa, size: SIZE }, at };
 }
 
