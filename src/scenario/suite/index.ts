@@ -42,6 +42,7 @@ export const CATALOGUE: readonly string[] = [
   'dmabuf-two-driver-exclusive',
   'dmabuf-fence-implicit-ordered',
   'dmabuf-fence-implicit-missing',
+  'dmabuf-fence-explicit-sync-file',
   'bo-migrate-under-mapping',
   'bo-migrate-stale-pte',
 ];

@@ -98,6 +98,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   'dmabuf-fence-implicit-ordered': { 'swiotlb-force': [S, S, S, S] },
   // One unordered pair per page (a job per DMA segment; parisc's IOMMU merges them into one job).
   'dmabuf-fence-implicit-missing': Object.fromEntries(PROFILE_NAMES.map((p) => [p, [UN, UN, UN, UN]])),
+  'dmabuf-fence-explicit-sync-file': { 'swiotlb-force': [S, S, S, S] },
   'bo-migrate-under-mapping': {},
   'bo-migrate-stale-pte': Object.fromEntries(PROFILE_NAMES.map((p) => [p, ['BO_STALE_PTE', 'BO_STALE_PTE']])),
 };
