@@ -130,6 +130,29 @@ describe('fence steps', () => {
     expect(r.bytes).toEqual({ ok: false, detail: 'f.yaml:13: dma_fence_wait(never) = -ERESTARTSYS' });
   });
 
+  it('a job whose dependency never signals never runs, and its read says so', () => {
+    const producer = `      - dmaFenceInit: { as: never }
+      - drmSchedEntityPushJob: { mapping: gm, read: { length: 8, expect: 0 }, duration: 10, deps: [never], as: stuck }
+`;
+    const r = run(pipeline(producer, ''));
+    expect(r.findings).toEqual([]);
+    expect(r.bytes).toEqual({
+      ok: false,
+      detail: 'f.yaml:13: gpu reads 8 at gm+0: the job never ran (a dependency never signalled)',
+    });
+  });
+
+  it('a fence another agent makes, used before that agent ran, is an error at the step', () => {
+    // The producer starts only after the consumer's wait: the fence does not exist yet when it is used.
+    const text = pipeline(
+      `      - wait: go\n${PRODUCE}`,
+      '      - dmaFenceWait: { fence: drawn }\n      - signal: go\n',
+    );
+    expect(() => run(text)).toThrow(
+      /^f\.yaml:21: fence: fence 'drawn' used before the step that makes it \(wait for a signal first\)$/,
+    );
+  });
+
   it('explicit sync: a process exports the implicit fences as a sync_file, polls it, imports its own fence back', () => {
     const text = `${pipeline(PRODUCE, '')}  - name: app
     kind: process

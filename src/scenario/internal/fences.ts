@@ -361,8 +361,13 @@ export function checkJobReads(w: World): void {
     const got = new Uint8Array(total);
     let at = 0;
     let ok = true;
+    // A job still queued at the end waits on a dependency that never signalled: no bytes moved.
+    if (r.jobs.some(({ job }) => job.engineJob < 0)) {
+      w.ctx.check(false, `${r.label}: the job never ran (a dependency never signalled)`);
+      continue;
+    }
     for (const { job, len } of r.jobs) {
-      const res = job.engineJob < 0 ? null : (deviceJob(w.m, job.engineJob)?.result ?? null);
+      const res = deviceJob(w.m, job.engineJob)?.result ?? null;
       if (res === null) ok = false;
       else got.set(res, at);
       at += len;
