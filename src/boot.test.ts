@@ -58,10 +58,16 @@ describe('createMachine', () => {
   });
 
   it('boots a 64 GiB machine quickly, without touching its RAM', () => {
-    const t0 = performance.now();
-    const m = createMachine({ ramBytes: 64 * 2 ** 30 });
-    expect(performance.now() - t0).toBeLessThan(200);
-    expect(m.hw.mem.regions.size).toBe(0);
+    // Best of three: a test run shares two cores with other test files, and one boot may be
+    // descheduled; a machine that touched its RAM would miss the bound every time.
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const m = createMachine({ ramBytes: 64 * 2 ** 30 });
+      best = Math.min(best, performance.now() - t0);
+      expect(m.hw.mem.regions.size).toBe(0);
+    }
+    expect(best).toBeLessThan(200);
   });
 });
 
