@@ -24,19 +24,16 @@ import {
   allocPages,
   cpuWrite,
   DMA_BIT_MASK,
-  DMA_FROM_DEVICE,
   DMA_TO_DEVICE,
   deviceDmaRead,
   dmaMappingError,
   dmaMapSingle,
   dmaSetMaskAndCoherent,
-  dmaSyncSingleForCpu,
-  dmaUnmapSingle,
   GFP_KERNEL,
   pageAddress,
   pageToPhys,
 } from '../src/index.js';
-import { roundTrip } from './dma.bench.js';
+import { roundTrip, roundTripOn } from './dma.bench.js';
 import { ratio } from './lib.js';
 
 /** The round trip with syncs forced and idle listeners on the four DMA events, but no checker. */
@@ -45,17 +42,7 @@ function floor(profile: string): () => void {
   // Benchmark-only: make the DMA API behave as under dma-debug without attaching the checker.
   (m.options as { check: boolean }).check = true;
   for (const t of ['dma-map', 'dma-unmap', 'dma-sync', 'dma-mapping-error'] as const) m.bus.on(t, () => {});
-  const dev = addDevice(m, { name: 'nic' });
-  dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
-  const page = allocPages(m, GFP_KERNEL, 0)!;
-  const buf = pageAddress(page);
-  cpuWrite(m, pageToPhys(page), buf, 'cached', new Uint8Array(4096), 0, 4096);
-  return () => {
-    const addr = dmaMapSingle(dev, buf, 4096, DMA_FROM_DEVICE);
-    if (dmaMappingError(dev, addr)) throw new Error('map failed');
-    dmaSyncSingleForCpu(dev, addr, 4096, DMA_FROM_DEVICE);
-    dmaUnmapSingle(dev, addr, 4096, DMA_FROM_DEVICE);
-  };
+  return roundTripOn(m);
 }
 
 /**
@@ -119,17 +106,7 @@ function minimal(profile: string): () => void {
     lines.set(cln, (lines.get(cln) ?? 1) - 1);
     pool.push(e);
   });
-  const dev = addDevice(m, { name: 'nic' });
-  dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
-  const page = allocPages(m, GFP_KERNEL, 0)!;
-  const buf = pageAddress(page);
-  cpuWrite(m, pageToPhys(page), buf, 'cached', new Uint8Array(4096), 0, 4096);
-  return () => {
-    const addr = dmaMapSingle(dev, buf, 4096, DMA_FROM_DEVICE);
-    if (dmaMappingError(dev, addr)) throw new Error('map failed');
-    dmaSyncSingleForCpu(dev, addr, 4096, DMA_FROM_DEVICE);
-    dmaUnmapSingle(dev, addr, 4096, DMA_FROM_DEVICE);
-  };
+  return roundTripOn(m);
 }
 
 /** A device reading 1 MiB it owns (mapped DMA_TO_DEVICE): the checker's ownership and oracle on every byte. */

@@ -18,13 +18,18 @@ import {
   dmaSyncSingleForCpu,
   dmaUnmapSingle,
   GFP_KERNEL,
+  type Machine,
   pageAddress,
   pageToPhys,
 } from '../src/index.js';
 import { rate } from './lib.js';
 
 export function roundTrip(profile: string, check: boolean): () => void {
-  const m = createMachine({ profile, ramBytes: 256 * 1024 * 1024, check });
+  return roundTripOn(createMachine({ profile, ramBytes: 256 * 1024 * 1024, check }));
+}
+
+/** The round trip on a machine the caller set up (listeners, options). */
+export function roundTripOn(m: Machine): () => void {
   const dev = addDevice(m, { name: 'nic' });
   dmaSetMaskAndCoherent(dev, DMA_BIT_MASK(64));
   const page = allocPages(m, GFP_KERNEL, 0)!;
