@@ -207,3 +207,74 @@ describe('a process’s mmap of a heap buffer and DMA_BUF_IOCTL_SYNC', () => {
     });
   });
 });
+
+/** A driver publishes a software fence as the heap buffer's writer and signals it 1000 ns later; `reader` then waits for it. */
+function fencedLater(reader: string): string {
+  return `name: later
+intent: a CPU access bracket waits for a writer's fence another agent signals later
+profiles: [x86_64]
+buffers: [{ name: h, kind: heap, size: 4096 }]
+agents:
+  - name: drv
+    kind: kernel
+    steps:
+      - dmaFenceInit: { as: f }
+      - dmaResvAddFence: { buffer: h, fence: f, usage: WRITE }
+      - signal: added
+      - sleep: 1000
+      - dmaFenceSignal: { fence: f }
+${reader}`;
+}
+
+/** The timeline as `time agent: op`. */
+function timed(r: { timeline: readonly { time: number; agent: string; op: string }[] }): string[] {
+  return r.timeline.map((t) => `${t.time} ${t.agent}: ${t.op}`);
+}
+
+describe('CPU access brackets block the agent on the reservation object’s fences', () => {
+  it('DMA_BUF_IOCTL_SYNC START blocks the process until the writer’s fence signals; END waits for nothing', () => {
+    const text = fencedLater(`  - name: app
+    kind: process
+    steps:
+      - wait: added
+      - dmaBufIoctlSync: { buffer: h, flags: [START, READ] }
+      - dmaBufIoctlSync: { buffer: h, flags: [END, READ] }
+`);
+    const r = runScenario(parseScenario('later.yaml', text), { profile: 'x86_64' });
+    expect(r.findings).toEqual([]);
+    expect(timed(r)).toEqual([
+      '0 drv: dma_fence_init = f (fence 1:1)',
+      '0 app: wait added',
+      '0 drv: dma_resv_add_fence(h, f, DMA_RESV_USAGE_WRITE)',
+      '0 drv: signal added',
+      '0 drv: sleep 1000 ns',
+      "0 app: blocks on h's fence 1:1",
+      '1000 drv: dma_fence_signal(f)',
+      '1000 app: ioctl(h fd 3, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_START|DMA_BUF_SYNC_READ) = 0',
+      '1000 app: ioctl(h fd 3, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END|DMA_BUF_SYNC_READ) = 0',
+    ]);
+  });
+
+  it('dma_buf_begin_cpu_access blocks the kernel agent until the writer’s fence signals', () => {
+    const text = fencedLater(`  - name: reader
+    kind: kernel
+    steps:
+      - wait: added
+      - dmaBufBeginCpuAccess: { buffer: h, dir: DMA_FROM_DEVICE }
+      - dmaBufEndCpuAccess: { buffer: h, dir: DMA_FROM_DEVICE }
+`);
+    const r = runScenario(parseScenario('later.yaml', text), { profile: 'x86_64' });
+    expect(r.findings).toEqual([]);
+    expect(timed(r)).toEqual([
+      '0 drv: dma_fence_init = f (fence 1:1)',
+      '0 reader: wait added',
+      '0 drv: dma_resv_add_fence(h, f, DMA_RESV_USAGE_WRITE)',
+      '0 drv: signal added',
+      '0 drv: sleep 1000 ns',
+      "0 reader: blocks on h's fence 1:1",
+      '1000 drv: dma_fence_signal(f)',
+      '1000 reader: dma_buf_begin_cpu_access(h, DMA_FROM_DEVICE) = 0',
+      '1000 reader: dma_buf_end_cpu_access(h, DMA_FROM_DEVICE) = 0',
+    ]);
+  });
+});

@@ -11,7 +11,7 @@
  * it from user space.
  */
 
-import { DMA_TO_DEVICE } from '../../dma/index.js';
+import { DMA_BIDIRECTIONAL, DMA_TO_DEVICE } from '../../dma/index.js';
 import {
   DMA_BUF_IOCTL_SYNC,
   DMA_BUF_SYNC_END,
@@ -19,6 +19,7 @@ import {
   DMA_BUF_SYNC_RW,
   DMA_BUF_SYNC_START,
   DMA_BUF_SYNC_WRITE,
+  DMA_FENCE_FLAG_SIGNALED_BIT,
   DMA_HEAP_IOCTL_ALLOC,
   dmaBufAttach,
   dmaBufBeginCpuAccess,
@@ -30,6 +31,9 @@ import {
   dmaBufPut,
   dmaBufUnmapAttachmentUnlocked,
   dmaBufVmapUnlocked,
+  dmaFencePut,
+  dmaResvGetFences,
+  dmaResvUsageRw,
   getDmaBuf,
   O_CLOEXEC,
 } from '../../dmabuf/index.js';
@@ -52,7 +56,7 @@ import {
   userRead,
   userWrite,
 } from '../../mm/index.js';
-import type { Yielded } from '../runtime.js';
+import { wait, type Yielded } from '../runtime.js';
 import type { HeapBufferSetup, StepSpec } from '../types.js';
 import {
   type Buffer,
@@ -166,6 +170,20 @@ export function mmapHeap(proc: Process, b: Buffer): { fd: number; addr: number }
   return { fd, addr: fd < 0 ? fd : sysMmap(proc, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) };
 }
 
+/**
+ * Blocks the agent in the scenario's scheduler on each of the buffer's
+ * fences of `usage` not yet signalled, as the kernel's wait would sleep
+ * (other agents go on meanwhile); the library's own wait, called after,
+ * then finds them signalled and orders the waiter after each signal.
+ */
+export function* blockOnResv(b: Buffer, usage: number): Generator<Yielded, void, undefined> {
+  for (const f of dmaResvGetFences(b.dmabuf!.resv, usage)) {
+    if ((f.flags & (1 << DMA_FENCE_FLAG_SIGNALED_BIT)) === 0)
+      yield wait.fence(f.id, `${f}`, `blocks on ${b.spec.name}'s ${f}`);
+    dmaFencePut(f);
+  }
+}
+
 const SYNC_FLAG_VALUES: Readonly<Record<string, number>> = {
   START: DMA_BUF_SYNC_START,
   END: DMA_BUF_SYNC_END,
@@ -183,6 +201,9 @@ export function* ioctlSyncStep(w: World, proc: Process, s: StepSpec): Generator<
   const b = buffer(w, name);
   const fd = processFd(proc, b);
   if (fd < 0) return yield { op: `DMA_BUF_IOCTL_SYNC skipped ('${name}' was never allocated)` };
+  // START waits (dma_resv_usage_rw): a CPU write for every fence, a read for the writers'; END waits for none.
+  if ((flags & DMA_BUF_SYNC_END) === 0)
+    yield* blockOnResv(b, dmaResvUsageRw((flags & DMA_BUF_SYNC_WRITE) !== 0));
   const arg = scratch(w, proc);
   userWrite(proc, arg, new Uint8Array(le(flags, 8)));
   const r = sysIoctl(proc, fd, DMA_BUF_IOCTL_SYNC, arg);
@@ -267,8 +288,11 @@ export function* dmabufKernelStep(w: World, s: StepSpec): Generator<Yielded, voi
       const b = dmabufOf(w, s);
       if (b === null) return yield { op: `${call} skipped ('${str(a, 'buffer')}' was never allocated)` };
       const dirName = str(a, 'dir');
-      const fn = s.op === 'dmaBufBeginCpuAccess' ? dmaBufBeginCpuAccess : dmaBufEndCpuAccess;
-      const r = fn(b.dmabuf!, DIRS[dirName]!);
+      const dir = DIRS[dirName]!;
+      const begin = s.op === 'dmaBufBeginCpuAccess';
+      // begin waits for the fences its direction conflicts with (a CPU write: all; a read: the writers'); end for none.
+      if (begin) yield* blockOnResv(b, dmaResvUsageRw(dir === DMA_BIDIRECTIONAL || dir === DMA_TO_DEVICE));
+      const r = (begin ? dmaBufBeginCpuAccess : dmaBufEndCpuAccess)(b.dmabuf!, dir);
       const label = `${call}(${b.spec.name}, ${dirName}) = ${r < 0 ? errnoName(r) : r}`;
       if (r !== 0) w.ctx.check(false, where(w, s, label));
       return yield { op: label };

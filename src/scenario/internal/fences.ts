@@ -31,7 +31,6 @@ import {
   dmaFenceSignal,
   dmaFenceWait,
   dmaResvAddFence,
-  dmaResvGetFences,
   dmaResvLock,
   dmaResvReserveFences,
   dmaResvUnlock,
@@ -49,7 +48,7 @@ import { DmalabError, deviceJob, errnoName } from '../../machine/index.js';
 import { type Process, sysIoctl, userRead, userWrite } from '../../mm/index.js';
 import { wait, type Yielded } from '../runtime.js';
 import type { StepSpec } from '../types.js';
-import { le, processFd, scratch } from './dmabuf.js';
+import { blockOnResv, le, processFd, scratch } from './dmabuf.js';
 import {
   type Buffer,
   buffer,
@@ -256,11 +255,7 @@ export function* fenceKernelStep(w: World, s: StepSpec): Generator<Yielded, void
       if (b.dmabuf === null) return yield { op: 'dma_resv_wait_timeout skipped' };
       const resv = b.dmabuf.resv;
       // Block in the scheduler on each pending fence, then let the library wait (and observe) them all.
-      const pending = dmaResvGetFences(resv, USAGES[usage]!);
-      for (const f of pending) {
-        if (!signalled(f)) yield wait.fence(f.id, `${f}`, `blocks on ${b.spec.name}'s ${f}`);
-        dmaFencePut(f);
-      }
+      yield* blockOnResv(b, USAGES[usage]!);
       const r = dmaResvWaitTimeout(resv, USAGES[usage]!, true, MAX_SCHEDULE_TIMEOUT);
       const shown = r === MAX_SCHEDULE_TIMEOUT ? 'MAX_SCHEDULE_TIMEOUT' : result(r);
       if (r <= 0) w.ctx.check(false, where(w, s, `dma_resv_wait_timeout(${b.spec.name}) = ${shown}`));
