@@ -617,3 +617,83 @@ describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', ()
     );
   });
 });
+
+describe('one name, one thing', () => {
+  /** A kmalloc buffer `k`, a coherent `c`, and the steps of a kernel agent then a process. */
+  const names = (kernel: string, proc = '      - sleep: 1\n'): string => `name: names
+intent: names bound by steps
+profiles: [x86_64]
+devices: [{ name: nic }]
+buffers:
+  - { name: k, kind: kmalloc, size: 64 }
+  - { name: c, kind: coherent, device: nic, size: 4096 }
+  - { name: h, kind: heap, size: 4096 }
+agents:
+  - name: drv
+    kind: kernel
+    steps:
+${kernel}  - name: app
+    kind: process
+    steps:
+${proc}`;
+
+  it('refuses a mapping named as a buffer, where a device step would have found the buffer', () => {
+    expect(
+      failure(
+        names('      - dmaMapSingle: { device: nic, buffer: k, size: 64, dir: DMA_FROM_DEVICE, as: c }\n'),
+      ),
+    ).toEqual({
+      line: 13,
+      column: 85,
+      field: 'agents[0].steps[0].dmaMapSingle.as',
+      message:
+        "bad.yaml:13:85: agents[0].steps[0].dmaMapSingle.as: 'c' already names a buffer (line 7): a name binds one kind of thing",
+    });
+  });
+
+  it('refuses a user map named as a buffer, where the final condition would have read the other', () => {
+    expect(failure(names('      - sleep: 1\n', '      - mmap: { buffer: c, as: k }\n'))).toEqual({
+      line: 17,
+      column: 32,
+      field: 'agents[1].steps[0].mmap.as',
+      message:
+        "bad.yaml:17:32: agents[1].steps[0].mmap.as: 'k' already names a buffer (line 6): a name binds one kind of thing",
+    });
+  });
+
+  it('refuses an attachment, a fence or a sync_file named as another kind of thing', () => {
+    const attach = '      - dmaBufAttach: { buffer: h, device: nic, as: att }\n';
+    expect(failure(names(`${attach}      - dmaFenceInit: { as: att }\n`)).message).toBe(
+      "bad.yaml:14:29: agents[0].steps[1].dmaFenceInit.as: 'att' already names an attachment (line 13): a name binds one kind of thing",
+    );
+    expect(
+      failure(
+        names(
+          `${attach}      - dmaBufMapAttachment: { attachment: att, dir: DMA_FROM_DEVICE, as: m }\n`,
+          '      - dmaBufExportSyncFile: { buffer: h, flags: [READ], as: m }\n',
+        ),
+      ).message,
+    ).toBe(
+      "bad.yaml:18:63: agents[1].steps[0].dmaBufExportSyncFile.as: 'm' already names a DMA mapping (line 14): a name binds one kind of thing",
+    );
+    expect(
+      failure(
+        names(
+          `${attach}      - dmaMapSingle: { device: nic, buffer: k, size: 64, dir: DMA_TO_DEVICE, as: att }\n`,
+        ),
+      ).message,
+    ).toBe(
+      "bad.yaml:14:83: agents[0].steps[1].dmaMapSingle.as: 'att' already names an attachment (line 13): a name binds one kind of thing",
+    );
+  });
+
+  it('still lets a mapping be made again under its name after an unmap', () => {
+    const map = '      - dmaMapSingle: { device: nic, buffer: k, size: 64, dir: DMA_TO_DEVICE, as: m }\n';
+    const s = parseScenario('ok.yaml', names(`${map}      - dmaUnmapSingle: { mapping: m }\n${map}`));
+    expect(s.body.kind === 'declarative' && s.body.agents[0]!.steps.map((x) => x.op)).toEqual([
+      'dmaMapSingle',
+      'dmaUnmapSingle',
+      'dmaMapSingle',
+    ]);
+  });
+});

@@ -277,6 +277,18 @@ function cmaCheck(at: Located, f: ScenarioFile): { take(i: number, bytes: number
   };
 }
 
+/** What a step's `as` binds, by step (a name keeps one of these for the whole file). */
+const AS_BINDS: Partial<Record<StepOp, string>> = {
+  dmaMapSingle: 'a DMA mapping',
+  dmaMapSgtable: 'a DMA mapping',
+  dmaBufMapAttachment: 'a DMA mapping',
+  mmap: 'a user mapping',
+  dmaBufAttach: 'an attachment',
+  drmSchedEntityPushJob: 'a fence or sync_file',
+  dmaFenceInit: 'a fence or sync_file',
+  dmaBufExportSyncFile: 'a fence or sync_file',
+};
+
 /**
  * Parses and validates a scenario file's text (`file` is only used in
  * messages and as the scenario's `source`).
@@ -329,9 +341,23 @@ export function parseScenario(file: string, text: string): Scenario {
     );
   }
   const cma = cmaCheck(at, f);
+  /**
+   * Every name bound in the file, by what it names: a step's `as` may not take
+   * a buffer's name or one another kind of step bound, so that a step's `at`
+   * or a final condition's `read` names one thing, whichever is looked up first.
+   */
+  const names = new Map<string, { what: string; line: number }>();
+  const claim = (path: Key[], name: string, what: string): void => {
+    const had = names.get(name);
+    if (had !== undefined && had.what !== what) {
+      at.fail(path, `'${name}' already names ${had.what} (line ${had.line}): a name binds one kind of thing`);
+    }
+    if (had === undefined) names.set(name, { what, line: at.line(path) });
+  };
   f.buffers.forEach((b, i) => {
     if (buffers.has(b.name)) at.fail(['buffers', i, 'name'], `a buffer named '${b.name}' already exists`);
     buffers.set(b.name, b.kind);
+    claim(['buffers', i, 'name'], b.name, 'a buffer');
     if (b.kind === 'pages') {
       const bytes = b.pages * PAGE_SIZE;
       sizes.set(b.name, bytes);
@@ -521,6 +547,8 @@ export function parseScenario(file: string, text: string): Scenario {
         within([...base, span], obj.buffer as string, sizes.get(obj.buffer as string), end, span);
       }
       const as = [...base, 'as'];
+      const binds = AS_BINDS[known];
+      if (binds !== undefined) claim(as, obj.as as string, binds);
       fenceSteps(known, obj, base, ai, si);
       if (known === 'signal') signals.add(args as string);
       if (known === 'wait') waits.push({ path: base, name: args as string });
@@ -630,7 +658,7 @@ export function parseScenario(file: string, text: string): Scenario {
     within(
       ['final', i, 'length'],
       c.read,
-      sizes.get(c.read) ?? maps.get(c.read),
+      maps.get(c.read) ?? sizes.get(c.read),
       (c.offset ?? 0) + c.length,
       'length',
     );

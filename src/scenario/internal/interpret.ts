@@ -369,6 +369,7 @@ export function declarativeAgents(
     checkJobReads(w);
     for (const c of body.final) {
       const label = `${file}:${c.line}: final ${c.read}+${c.offset}`;
+      // User map first, as the parser sizes a final read (it refuses a user map named as a buffer anyway).
       const um = w.maps.get(c.read);
       if (um !== undefined) {
         if (um === null) ctx.check(false, `${label}: ${c.read} was never mapped`);

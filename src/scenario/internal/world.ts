@@ -229,7 +229,8 @@ export function busPieces(
   off: number,
   len: number,
 ): { pieces: BusPiece[]; segments: number } | null {
-  const b = w.buffers.get(target);
+  // Mapping first, as the parser resolves `at` (it refuses a mapping named as a buffer anyway).
+  const b = w.mappings.has(target) ? undefined : w.buffers.get(target);
   if (b !== undefined) {
     return b.dma === null ? null : { pieces: [{ bus: b.dma + off, len, segment: 0 }], segments: 0 };
   }
