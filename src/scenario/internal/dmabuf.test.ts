@@ -278,3 +278,56 @@ describe('CPU access brackets block the agent on the reservation object’s fenc
     ]);
   });
 });
+
+describe('a CPU access bracket on a fence nothing signals', () => {
+  /** The fence is published as the writer's and never signalled: the wait ends at khungtaskd's 120 s. */
+  const never = (reader: string): string =>
+    fencedLater(reader).replace('      - sleep: 1000\n      - dmaFenceSignal: { fence: f }\n', '');
+
+  it('DMA_BUF_IOCTL_SYNC START returns -ERESTARTSYS, named as the kernel names it', () => {
+    const r = runScenario(
+      parseScenario(
+        'never.yaml',
+        never(`  - name: app
+    kind: process
+    steps:
+      - wait: added
+      - dmaBufIoctlSync: { buffer: h, flags: [START, READ] }
+`),
+      ),
+      { profile: 'x86_64' },
+    );
+    expect(r.findings.map((f) => f.code)).toEqual(['HUNG_TASK']);
+    expect(timed(r).at(-1)).toBe(
+      '120000000000 app: ioctl(h fd 3, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_START|DMA_BUF_SYNC_READ) = -ERESTARTSYS',
+    );
+    expect(r.bytes).toEqual({
+      ok: false,
+      detail:
+        'never.yaml:16: ioctl(h fd 3, DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_START|DMA_BUF_SYNC_READ) = -ERESTARTSYS',
+    });
+  });
+
+  it('dma_buf_begin_cpu_access returns -ERESTARTSYS, named as the kernel names it', () => {
+    const r = runScenario(
+      parseScenario(
+        'never.yaml',
+        never(`  - name: reader
+    kind: kernel
+    steps:
+      - wait: added
+      - dmaBufBeginCpuAccess: { buffer: h, dir: DMA_TO_DEVICE }
+`),
+      ),
+      { profile: 'x86_64' },
+    );
+    expect(r.findings.map((f) => f.code)).toEqual(['HUNG_TASK']);
+    expect(timed(r).at(-1)).toBe(
+      '120000000000 reader: dma_buf_begin_cpu_access(h, DMA_TO_DEVICE) = -ERESTARTSYS',
+    );
+    expect(r.bytes).toEqual({
+      ok: false,
+      detail: 'never.yaml:16: dma_buf_begin_cpu_access(h, DMA_TO_DEVICE) = -ERESTARTSYS',
+    });
+  });
+});

@@ -38,7 +38,7 @@ import {
   O_CLOEXEC,
 } from '../../dmabuf/index.js';
 import { forEachSgtableDmaSg, type SgTable } from '../../lib/index.js';
-import { DmalabError, EBADF, errnoName, type KernelVa, PAGE_SIZE } from '../../machine/index.js';
+import { DmalabError, EBADF, type KernelVa, PAGE_SIZE } from '../../machine/index.js';
 import {
   kernelWrite,
   MAP_ANONYMOUS,
@@ -63,6 +63,7 @@ import {
   buffer,
   count,
   DIRS,
+  errnoText,
   expectKind,
   fill,
   hex,
@@ -139,7 +140,7 @@ export function heapKernelMap(w: World, b: Buffer, label: string): KernelVa | nu
   if (b.vmap !== null || b.dmabuf === null) return b.vmap;
   const r = dmaBufVmapUnlocked(b.dmabuf);
   if (typeof r === 'number') {
-    w.ctx.check(false, `${label}: dma_buf_vmap of '${b.spec.name}' failed: ${errnoName(r)}`);
+    w.ctx.check(false, `${label}: dma_buf_vmap of '${b.spec.name}' failed: ${errnoText(r)}`);
     return null;
   }
   b.vmap = r.vaddr as KernelVa;
@@ -207,7 +208,7 @@ export function* ioctlSyncStep(w: World, proc: Process, s: StepSpec): Generator<
   const arg = scratch(w, proc);
   userWrite(proc, arg, new Uint8Array(le(flags, 8)));
   const r = sysIoctl(proc, fd, DMA_BUF_IOCTL_SYNC, arg);
-  const label = `ioctl(${name} fd ${fd}, DMA_BUF_IOCTL_SYNC, ${shown}) = ${r < 0 ? errnoName(r) : r}`;
+  const label = `ioctl(${name} fd ${fd}, DMA_BUF_IOCTL_SYNC, ${shown}) = ${errnoText(r)}`;
   if (r !== 0) w.ctx.check(false, where(w, s, label));
   return yield { op: label };
 }
@@ -232,7 +233,7 @@ export function* dmabufKernelStep(w: World, s: StepSpec): Generator<Yielded, voi
       }
       const r = dmaBufAttach(b.dmabuf!, dev);
       w.attachments.set(as, typeof r === 'number' ? null : { buffer: b.spec.name, dev, at: r });
-      const shown = typeof r === 'number' ? errnoName(r) : as;
+      const shown = typeof r === 'number' ? errnoText(r) : as;
       if (typeof r === 'number')
         w.ctx.check(false, where(w, s, `dma_buf_attach(${b.spec.name}, ${dev.name}) = ${shown}`));
       return yield { op: `dma_buf_attach(${b.spec.name}, ${dev.name}) = ${shown}` };
@@ -252,8 +253,8 @@ export function* dmabufKernelStep(w: World, s: StepSpec): Generator<Yielded, voi
       const call = `dma_buf_map_attachment_unlocked(${name}, ${dirName})`;
       if (typeof r === 'number') {
         w.mappings.set(as, null);
-        w.ctx.check(false, where(w, s, `${call} = ${errnoName(r)}`));
-        return yield { op: `${call} = ${errnoName(r)}` };
+        w.ctx.check(false, where(w, s, `${call} = ${errnoText(r)}`));
+        return yield { op: `${call} = ${errnoText(r)}` };
       }
       w.mappings.set(as, {
         kind: 'dmabuf',
@@ -293,7 +294,7 @@ export function* dmabufKernelStep(w: World, s: StepSpec): Generator<Yielded, voi
       // begin waits for the fences its direction conflicts with (a CPU write: all; a read: the writers'); end for none.
       if (begin) yield* blockOnResv(b, dmaResvUsageRw(dir === DMA_BIDIRECTIONAL || dir === DMA_TO_DEVICE));
       const r = (begin ? dmaBufBeginCpuAccess : dmaBufEndCpuAccess)(b.dmabuf!, dir);
-      const label = `${call}(${b.spec.name}, ${dirName}) = ${r < 0 ? errnoName(r) : r}`;
+      const label = `${call}(${b.spec.name}, ${dirName}) = ${errnoText(r)}`;
       if (r !== 0) w.ctx.check(false, where(w, s, label));
       return yield { op: label };
     }

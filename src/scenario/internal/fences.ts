@@ -40,11 +40,10 @@ import {
   drmSchedJobAddResvDependencies,
   drmSchedJobArm,
   drmSchedJobInit,
-  ERESTARTSYS,
   MAX_SCHEDULE_TIMEOUT,
   syncFileGetFence,
 } from '../../dmabuf/index.js';
-import { DmalabError, deviceJob, errnoName } from '../../machine/index.js';
+import { DmalabError, deviceJob } from '../../machine/index.js';
 import { type Process, sysIoctl, userRead, userWrite } from '../../mm/index.js';
 import { wait, type Yielded } from '../runtime.js';
 import type { StepSpec } from '../types.js';
@@ -53,6 +52,7 @@ import {
   type Buffer,
   buffer,
   busPieces,
+  errnoText,
   fill,
   mappingOf,
   num,
@@ -148,12 +148,6 @@ function locked<T>(b: Buffer, fn: () => T): T {
   }
 }
 
-/** A wait's return as the kernel names it (-ERESTARTSYS is kernel-internal, not in the errno table). */
-function result(r: number): string {
-  if (r === -ERESTARTSYS) return '-ERESTARTSYS';
-  return r < 0 ? errnoName(r) : String(r);
-}
-
 /**
  * A driver's submission of a device job on a mapping, as drm_sched runs it:
  * `drm_sched_job_init`, `drm_sched_job_add_dependency` for each of `deps`,
@@ -246,7 +240,7 @@ export function* fenceKernelStep(w: World, s: StepSpec): Generator<Yielded, void
         if (reserved === 0) dmaResvAddFence(b.dmabuf!.resv, f, USAGES[usage]!);
         return reserved;
       });
-      if (r !== 0) w.ctx.check(false, where(w, s, `dma_resv_reserve_fences = ${errnoName(r)}`));
+      if (r !== 0) w.ctx.check(false, where(w, s, `dma_resv_reserve_fences = ${errnoText(r)}`));
       return yield { op: `dma_resv_add_fence(${b.spec.name}, ${name}, DMA_RESV_USAGE_${usage})` };
     }
     case 'dmaResvWaitTimeout': {
@@ -257,7 +251,7 @@ export function* fenceKernelStep(w: World, s: StepSpec): Generator<Yielded, void
       // Block in the scheduler on each pending fence, then let the library wait (and observe) them all.
       yield* blockOnResv(b, USAGES[usage]!);
       const r = dmaResvWaitTimeout(resv, USAGES[usage]!, true, MAX_SCHEDULE_TIMEOUT);
-      const shown = r === MAX_SCHEDULE_TIMEOUT ? 'MAX_SCHEDULE_TIMEOUT' : result(r);
+      const shown = r === MAX_SCHEDULE_TIMEOUT ? 'MAX_SCHEDULE_TIMEOUT' : errnoText(r);
       if (r <= 0) w.ctx.check(false, where(w, s, `dma_resv_wait_timeout(${b.spec.name}) = ${shown}`));
       return yield {
         op: `dma_resv_wait_timeout(${b.spec.name}, DMA_RESV_USAGE_${usage}, MAX_SCHEDULE_TIMEOUT) = ${shown}`,
@@ -281,8 +275,8 @@ export function* fenceKernelStep(w: World, s: StepSpec): Generator<Yielded, void
       const f = fenceOf(w, s, 'fence', name);
       if (f === null) return yield { op: `dma_fence_wait skipped (${name} was never made)` };
       const r = yield* waitFence(f, `${name} (${f})`);
-      if (r !== 0) w.ctx.check(false, where(w, s, `dma_fence_wait(${name}) = ${result(r)}`));
-      return yield { op: `dma_fence_wait(${name}) = ${result(r)}` };
+      if (r !== 0) w.ctx.check(false, where(w, s, `dma_fence_wait(${name}) = ${errnoText(r)}`));
+      return yield { op: `dma_fence_wait(${name}) = ${errnoText(r)}` };
     }
   }
   throw new DmalabError(`step '${s.op}' is not a fence step`, { file: w.file, line: s.line });
@@ -310,7 +304,7 @@ export function* fenceProcessStep(w: World, proc: Process, s: StepSpec): Generat
     const r = yield* waitFence(f, `${name} (${f})`);
     dmaFencePut(f);
     if (r !== 0) w.ctx.check(false, where(w, s, `poll(${name} fd ${sf.fd}): the fence did not signal`));
-    return yield { op: `poll(${name} fd ${sf.fd}, POLLIN) = ${r === 0 ? 'POLLIN' : result(r)}` };
+    return yield { op: `poll(${name} fd ${sf.fd}, POLLIN) = ${r === 0 ? 'POLLIN' : errnoText(r)}` };
   }
   const b = buffer(w, str(a, 'buffer'));
   const { flags, shown } = syncFileFlags(a.flags as readonly string[]);
@@ -339,8 +333,8 @@ export function* fenceProcessStep(w: World, proc: Process, s: StepSpec): Generat
   const call = `ioctl(${b.spec.name} fd ${fd}, ${cmd}, ${shown}`;
   if (r !== 0) {
     if (export_) w.syncFiles.set(str(a, 'as'), null);
-    w.ctx.check(false, where(w, s, `${call}) = ${errnoName(r)}`));
-    return yield { op: `${call}) = ${errnoName(r)}` };
+    w.ctx.check(false, where(w, s, `${call}) = ${errnoText(r)}`));
+    return yield { op: `${call}) = ${errnoText(r)}` };
   }
   if (!export_) return yield { op: `${call}, fd ${inFd}) = 0` };
   const out = userRead(proc, arg + 4, 4)!;

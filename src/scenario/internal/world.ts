@@ -5,12 +5,19 @@
  */
 
 import { DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaDataDirection } from '../../dma/index.js';
-import type { DmaBuf, DmaBufAttachment, DmaFence, DrmSchedJob } from '../../dmabuf/index.js';
+import {
+  type DmaBuf,
+  type DmaBufAttachment,
+  type DmaFence,
+  type DrmSchedJob,
+  ERESTARTSYS,
+} from '../../dmabuf/index.js';
 import { forEachSgtableDmaSg, type SgTable } from '../../lib/index.js';
 import {
   type Device,
   type DmaAddr,
   DmalabError,
+  errnoName,
   formatHex,
   type KernelVa,
   type Machine,
@@ -140,6 +147,15 @@ export function count(n: number, what: string, plural = `${what}s`): string {
 /** An address as the kernel prints it. */
 export function hex(n: number): string {
   return formatHex(n);
+}
+
+/**
+ * A call's return as the kernel names it: `-ENOMEM`, or `-ERESTARTSYS` for an
+ * interrupted wait (kernel-internal, so not in the errno table), or the number.
+ */
+export function errnoText(r: number): string {
+  if (r === -ERESTARTSYS) return '-ERESTARTSYS';
+  return r < 0 ? errnoName(r) : String(r);
 }
 
 /** `file:line: what`, for byte conditions. */
