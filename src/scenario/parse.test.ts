@@ -58,7 +58,7 @@ describe('parseScenario', () => {
           name: 'engine',
           kind: 'device',
           device: 'dev0',
-          steps: [{ op: 'deviceDmaWrite', args: { at: 'buf', length: 8, fill: 0x5a }, line: 15 }],
+          steps: [{ op: 'deviceDmaWrite', args: { at: 'buf', length: 8, fill: 0x5a }, line: 15, column: 9 }],
         },
       ],
       final: [{ read: 'buf', offset: 0, length: 8, equals: 0x5a, line: 17 }],
@@ -315,6 +315,7 @@ describe('parseScenario: pages and heap buffers, sg_table and dma-buf steps', ()
       op: 'dmaBufIoctlSync',
       args: { buffer: 'frame', flags: ['START', 'WRITE'] },
       line: 30,
+      column: 9,
     });
     expect(s.body.agents[0]!.steps.map((x) => x.op)).toEqual([
       'dmaMapSgtable',
@@ -695,5 +696,62 @@ ${proc}`;
       'dmaUnmapSingle',
       'dmaMapSingle',
     ]);
+  });
+});
+
+describe('errors found at parse time that the run found without a line', () => {
+  const agentsOnly = (machine: string, steps: string): string => `name: t
+intent: x
+profiles: [x86_64, swiotlb-force]
+${machine}agents:
+  - name: a
+    kind: kernel
+    steps:
+${steps}  - name: b
+    kind: kernel
+    steps:
+      - signal: y
+`;
+
+  it('refuses a wait whose only signals are later steps of the same agent, at the wait', () => {
+    expect(failure(agentsOnly('', '      - wait: x\n      - signal: x\n'))).toEqual({
+      line: 8,
+      column: 15,
+      field: 'agents[0].steps[0].wait',
+      message:
+        "bad.yaml:8:15: agents[0].steps[0].wait: waits for 'x', which only a later step of this agent signals (line 9): it would wait for ever",
+    });
+    // An earlier signal of its own, or another agent's, lets it proceed.
+    expect(() =>
+      parseScenario('ok.yaml', agentsOnly('', '      - signal: x\n      - wait: x\n')),
+    ).not.toThrow();
+    expect(() =>
+      parseScenario('ok.yaml', agentsOnly('', '      - wait: y\n      - signal: y\n')),
+    ).not.toThrow();
+  });
+
+  it('refuses a swiotlb pool createMachine could not place below 4 GiB, at machine.swiotlbBytes', () => {
+    expect(
+      failure(agentsOnly('machine: { ramBytes: 8388608, swiotlbBytes: 67108864 }\n', '      - sleep: 1\n')),
+    ).toEqual({
+      line: 4,
+      column: 45,
+      field: 'machine.swiotlbBytes',
+      message:
+        'bad.yaml:4:45: machine.swiotlbBytes: a 67108864-byte swiotlb pool does not fit below 2^32 on swiotlb-force with 8388608 bytes of RAM: at most 5242880',
+    });
+    expect(
+      failure(
+        agentsOnly('machine: { ramBytes: 8589934592, swiotlbBytes: 4294967296 }\n', '      - sleep: 1\n'),
+      ).message,
+    ).toBe(
+      'bad.yaml:4:48: machine.swiotlbBytes: a 4294967296-byte swiotlb pool does not fit below 2^32 on x86_64 with 8589934592 bytes of RAM: at most 4291821568',
+    );
+    // The largest pool that fits boots.
+    const s = parseScenario(
+      'ok.yaml',
+      agentsOnly('machine: { ramBytes: 8388608, swiotlbBytes: 5242880 }\n', '      - sleep: 1\n'),
+    );
+    expect(runScenario(s, { profile: 'swiotlb-force' }).findings).toEqual([]);
   });
 });

@@ -7,7 +7,15 @@
 import * as v from 'valibot';
 import { type Document, isMap, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
 import { resolveOptions } from '../boot.js';
-import { DmalabError, MAX_PAGE_ORDER, PAGE_SIZE, PROFILE_NAMES } from '../machine/index.js';
+import { IO_TLB_SEGSIZE, IO_TLB_SIZE } from '../dma/index.js';
+import {
+  DmalabError,
+  KERNEL_RODATA_END,
+  MAX_PAGE_ORDER,
+  PAGE_SIZE,
+  PROFILE_NAMES,
+  resolveProfile,
+} from '../machine/index.js';
 import {
   type BufferKind,
   CMA_STEP,
@@ -66,8 +74,14 @@ class Located {
   }
 
   line(path: readonly Key[]): number {
+    return this.pos(path).line;
+  }
+
+  /** 1-based line and column where the node at `path` starts. */
+  pos(path: readonly Key[]): { line: number; column: number } {
     const { node } = this.node(path);
-    return Math.max(1, this.lines.linePos(node?.range?.[0] ?? 0).line);
+    const p = this.lines.linePos(node?.range?.[0] ?? 0);
+    return { line: Math.max(1, p.line), column: Math.max(1, p.col) };
   }
 }
 
@@ -277,6 +291,61 @@ function cmaCheck(at: Located, f: ScenarioFile): { take(i: number, bytes: number
   };
 }
 
+/**
+ * The swiotlb pool must fit where createMachine reserves it (initSwiotlb in
+ * src/dma/swiotlb.ts): whole segments of slots, top-down below 4 GiB (arm64:
+ * the top of ZONE_DMA) in RAM, above the kernel image and beside the CMA area
+ * placed before it; only on a profile that sets a pool up at all.
+ */
+function swiotlbCheck(at: Located, f: ScenarioFile): void {
+  const mc = f.machine ?? {};
+  const ramBytes = mc.ramBytes ?? DEFAULT_RAM_BYTES;
+  for (const name of f.profiles === 'all' ? PROFILE_NAMES : f.profiles) {
+    const base = resolveProfile(name);
+    const profile =
+      mc.zoneDmaBits !== undefined && base.arch === 'arm64' ? { ...base, zoneDmaBits: mc.zoneDmaBits } : base;
+    const o = resolveOptions({
+      profile,
+      ramBytes,
+      ...(mc.swiotlbBytes !== undefined ? { swiotlbBytes: mc.swiotlbBytes } : {}),
+      ...(mc.cmaBytes !== undefined ? { cmaBytes: mc.cmaBytes } : {}),
+      ...(mc.kmallocBounce !== undefined ? { kmallocBounce: mc.kmallocBounce } : {}),
+    });
+    // swiotlbWanted (src/dma/swiotlb.ts), the arch's swiotlb_init decision.
+    const wanted =
+      profile.forceSwiotlb ||
+      (profile.arch === 'x86' && ramBytes > 2 ** 32) ||
+      (profile.arch === 'arm64' && (o.kmallocBounce || ramBytes > 2 ** profile.zoneDmaBits));
+    if (!wanted || o.swiotlbBytes === 0) continue;
+    const seg = IO_TLB_SIZE * IO_TLB_SEGSIZE;
+    const pool = Math.max(seg, Math.floor(o.swiotlbBytes / seg) * seg);
+    const lowBits = profile.arch === 'arm64' ? Math.min(32, profile.zoneDmaBits) : 32;
+    const top = Math.floor(Math.min(ramBytes, 2 ** lowBits) / PAGE_SIZE);
+    // The reserved ranges below the pool's limit: the firmware and kernel image, then the CMA area (initCma).
+    const taken: [number, number][] = [[0, KERNEL_RODATA_END / PAGE_SIZE]];
+    if (o.cmaBytes > 0) {
+      const cmaTop = Math.floor(Math.min(ramBytes, 2 ** 32) / PAGE_SIZE);
+      const cmaPages = o.cmaBytes / PAGE_SIZE;
+      const start = Math.floor((cmaTop - cmaPages) / (CMA_STEP / PAGE_SIZE)) * (CMA_STEP / PAGE_SIZE);
+      taken.push([start, start + cmaPages]);
+    }
+    // memblock's top-down search finds the pool a place in any free gap large enough.
+    let gap = 0;
+    let end = top;
+    for (const [start, stop] of taken.sort((x, y) => y[0] - x[0])) {
+      if (stop < end) gap = Math.max(gap, end - stop);
+      end = Math.min(end, start);
+    }
+    const room = Math.floor((gap * PAGE_SIZE) / seg) * seg;
+    if (pool > room) {
+      at.fail(
+        mc.swiotlbBytes !== undefined ? ['machine', 'swiotlbBytes'] : ['machine'],
+        `a ${o.swiotlbBytes}-byte swiotlb pool does not fit below 2^${lowBits} on ${name} with ${ramBytes} bytes of RAM${o.cmaBytes > 0 ? ` and a ${o.cmaBytes}-byte CMA area` : ''}: at most ${room}`,
+      );
+    }
+  }
+}
+
 /** What a step's `as` binds, by step (a name keeps one of these for the whole file). */
 const AS_BINDS: Partial<Record<StepOp, string>> = {
   dmaMapSingle: 'a DMA mapping',
@@ -341,6 +410,7 @@ export function parseScenario(file: string, text: string): Scenario {
     );
   }
   const cma = cmaCheck(at, f);
+  swiotlbCheck(at, f);
   /**
    * Every name bound in the file, by what it names: a step's `as` may not take
    * a buffer's name or one another kind of step bound, so that a step's `at`
@@ -414,8 +484,8 @@ export function parseScenario(file: string, text: string): Scenario {
   const fenceUses: FenceUse[] = [];
   const agentNames = new Set<string>();
   // A wait on something no agent signals would block its agent for ever: refused at the wait.
-  const signals = new Set<string>();
-  const waits: { path: Key[]; name: string }[] = [];
+  const signals = new Map<string, { agent: number; step: number; line: number }[]>();
+  const waits: { path: Key[]; name: string; agent: number; step: number }[] = [];
   /** Binds and records the fence names of a fence or sync_file step, and checks its buffers and ranges. */
   const fenceSteps = (
     op: StepOp,
@@ -550,8 +620,12 @@ export function parseScenario(file: string, text: string): Scenario {
       const binds = AS_BINDS[known];
       if (binds !== undefined) claim(as, obj.as as string, binds);
       fenceSteps(known, obj, base, ai, si);
-      if (known === 'signal') signals.add(args as string);
-      if (known === 'wait') waits.push({ path: base, name: args as string });
+      if (known === 'signal') {
+        const by = signals.get(args as string) ?? [];
+        by.push({ agent: ai, step: si, line: at.line(['agents', ai, 'steps', si]) });
+        signals.set(args as string, by);
+      }
+      if (known === 'wait') waits.push({ path: base, name: args as string, agent: ai, step: si });
       if (known === 'dmaMapSingle')
         bindMapping(as, obj.as as string, { kind: 'single', size: obj.size as number });
       if (known === 'dmaMapSgtable') {
@@ -584,7 +658,7 @@ export function parseScenario(file: string, text: string): Scenario {
         });
       if ('at' in obj)
         uses.push({ path: [...base, 'at'], kind: 'at', name: obj.at as string, end, span: [...base, span] });
-      return { op, args: obj, line: at.line(['agents', ai, 'steps', si]) };
+      return { op, args: obj, ...at.pos(['agents', ai, 'steps', si]) };
     });
     return { name: a.name, kind: a.kind, ...(a.device !== undefined ? { device: a.device } : {}), steps };
   });
@@ -649,7 +723,15 @@ export function parseScenario(file: string, text: string): Scenario {
     }
   }
   for (const w of waits) {
-    if (!signals.has(w.name)) at.fail(w.path, `waits for '${w.name}', which no agent signals`);
+    const by = signals.get(w.name);
+    if (by === undefined) at.fail(w.path, `waits for '${w.name}', which no agent signals`);
+    // Certain only when every signaller is a later step of the waiting agent: the wait blocks before any runs.
+    else if (by.every((x) => x.agent === w.agent && x.step > w.step)) {
+      at.fail(
+        w.path,
+        `waits for '${w.name}', which only a later step of this agent signals (line ${by[0]!.line}): it would wait for ever`,
+      );
+    }
   }
   const final: FinalCondition[] = f.final.map((c, i) => {
     if (!buffers.has(c.read) && !maps.has(c.read)) {

@@ -122,6 +122,8 @@ export interface StepSpec {
   readonly args: Readonly<Record<string, unknown>>;
   /** 1-based line of the step in its file (0 for built-ins). */
   readonly line: number;
+  /** 1-based column of the step's operation in its file (absent for built-ins). */
+  readonly column?: number;
 }
 
 /** A condition on bytes checked when every agent has finished. */

@@ -49,7 +49,7 @@ describe('heap buffers and the importing driver’s steps', () => {
       '      - dmaBufDetach: { attachment: att }\n      - dmaBufMapAttachment: { attachment: att, dir: DMA_TO_DEVICE, as: again }\n      - signal: mapped\n',
     );
     expect(() => runScenario(parseScenario('cam.yaml', text), { profile: 'x86_64' })).toThrow(
-      /^cam\.yaml:13: dmaBufMapAttachment: dma-buf attachment \d+ no longer exists \(a use after free in the kernel\)$/,
+      /^cam\.yaml:13:9: dmaBufMapAttachment: dma-buf attachment \d+ no longer exists \(a use after free in the kernel\)$/,
     );
   });
 
@@ -136,7 +136,7 @@ describe('heap buffers and the importing driver’s steps', () => {
     expect(errors.length).toBeGreaterThan(0);
     for (const e of errors) {
       expect(e).toBe(
-        "DmalabError: cam.yaml:10: attachment: attachment 'att' used before the step that makes it (wait for a signal first)",
+        "DmalabError: cam.yaml:10:9: attachment: attachment 'att' used before the step that makes it (wait for a signal first)",
       );
     }
   });

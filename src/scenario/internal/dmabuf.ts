@@ -68,6 +68,7 @@ import {
   fill,
   hex,
   mappingOf,
+  stepAt,
   str,
   usedBeforeMade,
   type World,
@@ -299,7 +300,7 @@ export function* dmabufKernelStep(w: World, s: StepSpec): Generator<Yielded, voi
       return yield { op: label };
     }
   }
-  throw new DmalabError(`step '${s.op}' is not a dma-buf step`, { file: w.file, line: s.line });
+  throw new DmalabError(`step '${s.op}' is not a dma-buf step`, stepAt(w, s));
 }
 
 /** The first DMA segment's address of a mapped table, for the timeline. */

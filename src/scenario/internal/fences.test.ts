@@ -149,7 +149,7 @@ describe('fence steps', () => {
       '      - dmaFenceWait: { fence: drawn }\n      - signal: go\n',
     );
     expect(() => run(text)).toThrow(
-      /^f\.yaml:21: fence: fence 'drawn' used before the step that makes it \(wait for a signal first\)$/,
+      /^f\.yaml:21:9: fence: fence 'drawn' used before the step that makes it \(wait for a signal first\)$/,
     );
   });
 

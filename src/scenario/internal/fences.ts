@@ -57,6 +57,7 @@ import {
   mappingOf,
   num,
   share,
+  stepAt,
   str,
   usedBeforeMade,
   type World,
@@ -279,7 +280,7 @@ export function* fenceKernelStep(w: World, s: StepSpec): Generator<Yielded, void
       return yield { op: `dma_fence_wait(${name}) = ${errnoText(r)}` };
     }
   }
-  throw new DmalabError(`step '${s.op}' is not a fence step`, { file: w.file, line: s.line });
+  throw new DmalabError(`step '${s.op}' is not a fence step`, stepAt(w, s));
 }
 
 /** `struct dma_buf_export_sync_file` / `dma_buf_import_sync_file` flags. */

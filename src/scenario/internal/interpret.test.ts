@@ -111,7 +111,7 @@ agents:
         return false;
       } catch (e) {
         expect(String(e)).toContain(
-          "rx.yaml:23: at: mapping 'rxmap' used before the step that makes it (wait for a signal first)",
+          "rx.yaml:23:9: at: mapping 'rxmap' used before the step that makes it (wait for a signal first)",
         );
         return true;
       }

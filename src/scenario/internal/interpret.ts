@@ -66,6 +66,7 @@ import {
   mappingOf,
   num,
   share,
+  stepAt,
   str,
   type World,
   where,
@@ -185,7 +186,7 @@ function* kernelStep(w: World, s: StepSpec): Generator<Yielded, void, undefined>
   }
   if (KERNEL_FENCE_OPS.has(s.op)) return yield* fenceKernelStep(w, s);
   if (s.op.startsWith('dmaBuf')) return yield* dmabufKernelStep(w, s);
-  throw new DmalabError(`step '${s.op}' is not a kernel step`, { file: w.file, line: s.line });
+  throw new DmalabError(`step '${s.op}' is not a kernel step`, stepAt(w, s));
 }
 
 function* mmapStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, void, undefined> {
@@ -229,8 +230,7 @@ function* processStep(w: World, proc: Process, s: StepSpec): Generator<Yielded, 
   const um = w.maps.get(name);
   if (um === undefined)
     throw new DmalabError(`user mapping '${name}' used before mmap made it`, {
-      file: w.file,
-      line: s.line,
+      ...stepAt(w, s),
       field: 'map',
     });
   if (um === null) return yield { op: `${s.op} skipped (${name} was not mapped)` };

@@ -173,6 +173,11 @@ export function bufferSize(spec: BufferSetup): number {
   return spec.kind === 'pages' ? spec.pages * PAGE_SIZE : spec.size;
 }
 
+/** Where a step was written, for a DmalabError: file, line and, for a file's step, column. */
+export function stepAt(w: World, s: StepSpec): { file: string; line: number; column?: number } {
+  return { file: w.file, line: s.line, ...(s.column !== undefined ? { column: s.column } : {}) };
+}
+
 /**
  * An error a library call raised during a step (a use after free of a
  * handle, say), located at the step's line, unless it already names a file.
@@ -182,14 +187,13 @@ export function atStep(e: unknown, w: World, s: StepSpec): unknown {
   const field = e.location.field;
   const prefix = field === undefined ? '' : `${field}: `;
   const message = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
-  return new DmalabError(`${s.op}: ${message}`, { file: w.file, line: s.line });
+  return new DmalabError(`${s.op}: ${message}`, stepAt(w, s));
 }
 
 /** A name used before the step that binds it ran: the scenario orders its agents wrongly. */
 export function usedBeforeMade(w: World, s: StepSpec, field: string, what: string): never {
   throw new DmalabError(`${what} used before the step that makes it (wait for a signal first)`, {
-    file: w.file,
-    line: s.line,
+    ...stepAt(w, s),
     field,
   });
 }
@@ -208,8 +212,7 @@ export function expectKind<K extends Mapping['kind']>(
 ): Extract<Mapping, { kind: K }> {
   if (mp.kind !== kind) {
     throw new DmalabError(`'${str(s.args, 'mapping')}' is not a ${kind} mapping`, {
-      file: w.file,
-      line: s.line,
+      ...stepAt(w, s),
       field: 'mapping',
     });
   }
