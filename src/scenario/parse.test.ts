@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DmalabError } from '../machine/index.js';
 import { parseScenario } from './parse.js';
 import { runScenario } from './run.js';
+import { STEP_OPS } from './schema.js';
 
 const GOOD = `name: tiny
 intent: a device writes a coherent buffer the kernel then reads
@@ -753,5 +754,40 @@ ${steps}  - name: b
       agentsOnly('machine: { ramBytes: 8388608, swiotlbBytes: 5242880 }\n', '      - sleep: 1\n'),
     );
     expect(runScenario(s, { profile: 'swiotlb-force' }).findings).toEqual([]);
+  });
+});
+
+describe('keys a JavaScript object keeps off its own fields', () => {
+  const file = (expect: string, step: string): string => `name: t
+intent: x
+expect: ${expect}
+agents:
+  - name: a
+    kind: kernel
+    steps:
+      - ${step}
+`;
+
+  it('refuses __proto__ among the expected verdicts instead of dropping it', () => {
+    expect(failure(file('{ x86_64: clean, __proto__: broken }', 'sleep: 1'))).toEqual({
+      line: 3,
+      column: 37,
+      field: 'expect.__proto__',
+      message:
+        'bad.yaml:3:37: expect.__proto__: must be one of "x86_64" | "arm64-coherent" | "arm64-noncoherent" | "parisc" | "parisc-pcxl" | "swiotlb-force", got "__proto__"',
+    });
+  });
+
+  it('names constructor, __proto__ and prototype as unknown steps', () => {
+    for (const k of ['constructor', '__proto__', 'prototype']) {
+      expect(failure(file('{}', `${k}: 1`))).toEqual({
+        line: 8,
+        column: 9,
+        field: `agents[0].steps[0].${k}`,
+        message: `bad.yaml:8:9: agents[0].steps[0].${k}: unknown step '${k}' (known: ${STEP_OPS.join(', ')})`,
+      });
+    }
+    // Beside a real operation it is no less unknown.
+    expect(failure(file('{}', '{ sleep: 1, constructor: 1 }')).field).toBe('agents[0].steps[0].constructor');
   });
 });

@@ -346,6 +346,48 @@ function swiotlbCheck(at: Located, f: ScenarioFile): void {
   }
 }
 
+/** The keys valibot's records skip, as keys that would reach the prototype (its `_isValidObjectKey`). */
+const PROTO_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+function plain(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/**
+ * The file's two records (`expect` and each step) checked for the keys
+ * valibot would silently drop, before it sees them: such a key is neither a
+ * profile nor a step. The strict objects elsewhere refuse them already.
+ */
+function protoKeysCheck(at: Located, raw: unknown): void {
+  if (!plain(raw)) return;
+  if (plain(raw.expect)) {
+    for (const k of Object.keys(raw.expect)) {
+      if (PROTO_KEYS.includes(k)) {
+        at.fail(
+          ['expect', k],
+          `must be one of ${PROFILE_NAMES.map((p) => `"${p}"`).join(' | ')}, got "${k}"`,
+        );
+      }
+    }
+  }
+  if (!Array.isArray(raw.agents)) return;
+  raw.agents.forEach((a: unknown, ai) => {
+    if (!plain(a) || !Array.isArray(a.steps)) return;
+    a.steps.forEach((st: unknown, si) => {
+      if (!plain(st)) return;
+      for (const k of Object.keys(st)) {
+        if (PROTO_KEYS.includes(k)) {
+          at.fail(
+            ['agents', ai, 'steps', si, k],
+            `unknown step '${k}' (known: ${STEP_OPS.join(', ')})`,
+            true,
+          );
+        }
+      }
+    });
+  });
+}
+
 /** What a step's `as` binds, by step (a name keeps one of these for the whole file). */
 const AS_BINDS: Partial<Record<StepOp, string>> = {
   dmaMapSingle: 'a DMA mapping',
@@ -390,6 +432,7 @@ export function parseScenario(file: string, text: string): Scenario {
     const message = e instanceof Error ? e.message.split('\n')[0] : String(e);
     throw new DmalabError(`not valid YAML: ${message}`, { file, line: 1, column: 1, field: '(file)' });
   }
+  protoKeysCheck(at, raw);
   const f = validate(at, [], SCENARIO_FILE, raw, bufferFieldHint(raw));
 
   const devices = new Set<string>();
