@@ -6,7 +6,9 @@ import {
   clearFindings,
   createMachine,
   DMA_RESV_USAGE_BOOKKEEP,
+  type DmaFence,
   DmalabError,
+  type DmaResv,
   DRM_FILE_PAGE_OFFSET_START,
   dmaFenceContextAlloc,
   dmaFenceInit,
@@ -34,6 +36,7 @@ import {
   gpuBoPlacementFromDomain,
   MAP_PRIVATE,
   MAP_SHARED,
+  type Machine,
   machineFindings,
   machineHash,
   PAGE_SIZE,
@@ -69,6 +72,16 @@ import {
 
 const P = PAGE_SIZE;
 const VRAM = gpuBoPlacementFromDomain(GPU_GEM_DOMAIN_VRAM);
+
+/** An unsignalled software fence added to `resv` with BOOKKEEP usage; the reservation is left locked. */
+function addUserFence(m: Machine, resv: DmaResv): DmaFence {
+  const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
+  const f = dmaFenceInit(m, ops, dmaFenceContextAlloc(m, 1), 1);
+  expect(dmaResvLock(resv, null)).toBe(0);
+  expect(dmaResvReserveFences(resv, 1)).toBe(0);
+  dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+  return f;
+}
 
 describe('placement, LRU and eviction', () => {
   it('evicts the least recently used object; a reserve/unreserve cycle counts as a use', () => {
@@ -265,11 +278,7 @@ describe('ttm_bo_validate: early return and pipeline gutting', () => {
     const rig = gpuRig();
     const bo = settledVram(rig, 4);
     const resv = resvHandle(rig.m, bo.state.resv);
-    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
-    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
-    expect(dmaResvLock(resv, null)).toBe(0);
-    expect(dmaResvReserveFences(resv, 1)).toBe(0);
-    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    const f = addUserFence(rig.m, resv);
     const t = rig.m.clock.time;
     expect(ttmBoValidate(bo, EMPTY, ttmOperationCtx())).toBe(0);
     dmaResvUnlock(resv);
@@ -316,11 +325,7 @@ describe('bookkeeping fences', () => {
     const va = mapBo(rig, a);
     userWrite(rig.app, va, pattern(1, 2));
     const resv = resvHandle(rig.m, a.state.resv);
-    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
-    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
-    expect(dmaResvLock(resv, null)).toBe(0);
-    expect(dmaResvReserveFences(resv, 1)).toBe(0);
-    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    const f = addUserFence(rig.m, resv);
     dmaResvUnlock(resv);
     const noWait = { ...ttmOperationCtx(), noWaitGpu: true };
     expect(ttmBoSwapout(rig.gpu, noWait, TTM_PL_SYSTEM, 0, 2 * P)).toBe(0);
@@ -351,11 +356,7 @@ describe('bookkeeping fences', () => {
     const a = newBo(rig, 2, GPU_GEM_DOMAIN_CPU);
     advanceTime(rig.m, 10_000);
     const resv = resvHandle(rig.m, a.state.resv);
-    const ops = { getDriverName: () => 'test', getTimelineName: () => 'user' };
-    const f = dmaFenceInit(rig.m, ops, dmaFenceContextAlloc(rig.m, 1), 1);
-    expect(dmaResvLock(resv, null)).toBe(0);
-    expect(dmaResvReserveFences(resv, 1)).toBe(0);
-    dmaResvAddFence(resv, f, DMA_RESV_USAGE_BOOKKEEP);
+    const f = addUserFence(rig.m, resv);
     dmaResvUnlock(resv);
     const file = fget(rig.app, rig.fd)!;
     expect(drmGemHandleDelete(file, 1)).toBe(0); // the rig's first handle
